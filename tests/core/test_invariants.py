@@ -76,3 +76,30 @@ def test_invariants_with_redistribution():
        redistribution=hs.booleans())
 def test_invariants_property(kind, opt, growth, density, interval, redistribution, seed):
     run_and_check(kind, opt, growth, density, interval, redistribution=redistribution, steps=12, seed=seed)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd_momentum_wd", "nesterov", "adam", "adamw"])
+def test_gradient_masking_fast_path_is_bit_identical_to_full_remasking(opt_name):
+    results = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        model, shape, classes = make_model("resconv")
+        opt = make_optimizer(opt_name, model.parameters())
+        sp = st.DynamicSparsity(model, opt, density=0.2, update_interval=4, total_steps=20, growth="gradient",
+                                grad_masking=fast)
+        assert sp.grad_masking is fast
+        train_steps(model, opt, sp, 20, shape, classes)
+        check_invariants(sp, opt)
+        results.append((model.state_dict(), {n: m.clone() for n, m in sp.masks.items()}))
+    (wa, ma), (wb, mb) = results
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_unknown_optimizer_gets_full_remasking():
+    torch.manual_seed(0)
+    model, shape, classes = make_model("mlp")
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.1, initial_accumulator_value=0.1)
+    sp = st.DynamicSparsity(model, opt, density=0.2, update_interval=3, total_steps=9)
+    assert sp.grad_masking is False
+    train_steps(model, opt, sp, 9, shape, classes, on_step=lambda before, stats: check_invariants(sp, opt))

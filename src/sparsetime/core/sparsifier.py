@@ -25,6 +25,9 @@ from .topology import allocate, drop_count, select_drop, select_grow
 
 log = logging.getLogger("sparsetime")
 EXECUTION_MODES = ("masked",)
+#: optimizers whose update maps (weight 0, gradient 0, state 0) to 0: with gradients masked they
+#: never write to inactive positions, so the per-step re-mask of weights and state can be skipped
+ZERO_PRESERVING_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 STATE_VERSION = 1
 
 
@@ -55,6 +58,12 @@ class DynamicSparsity:
         seed: seed of the sparsifier's generator (masks, tie-breaks, random growth).
         initial_masks: {name: bool mask} to start from (e.g. from pruning); defines the density.
         execution: storage of the sparse weights; "masked" (dense tensor + mask).
+        grad_masking: zero inactive gradients in a post-accumulate-grad hook (one pass over the
+            gradient) instead of re-masking weights and every optimizer state after each step.
+            None (default) turns it on for SGD/Adam/AdamW when no dense gradient is needed every
+            step (not momentum growth / redistribution) and no multi-process group is running.
+            Update steps always keep the dense gradient and re-mask everything. Gradients must
+            come from ``backward()`` for the hook to run; else pass ``grad_masking=False``.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class DynamicSparsity:
         seed: int = 0,
         initial_masks: Mapping[str, torch.Tensor] | None = None,
         execution: str = "masked",
+        grad_masking: bool | None = None,
     ) -> None:
         # ---- validate everything before touching the model (nothing half-initialised) ----
         if initial_masks is None:
@@ -168,6 +178,12 @@ class DynamicSparsity:
             for n, p in params.items():
                 sparse_init_(p.data, self.storage.masks[n])
         self.storage.apply()
+        if grad_masking is None:
+            grad_masking = (type(optimizer) in ZERO_PRESERVING_OPTIMIZERS and not self._needs_momentum
+                            and not _multi_process())
+        self.grad_masking = bool(grad_masking)
+        self._hooks = [p.register_post_accumulate_grad_hook(self._make_grad_hook(n))
+                       for n, p in params.items()] if self.grad_masking else []
         log.info("sparsetime: %d sparse layers, realised density %.5f (target %s)\n%s",
                  len(params), self.density(), density, self.format_layer_table())
 
@@ -237,16 +253,25 @@ class DynamicSparsity:
         """
         self._step += 1
         t = self._step
-        self.storage.apply()
+        update = self.is_update_step(t)
+        if not self.grad_masking or update:
+            self.storage.apply()
         if self._needs_momentum:
             for n, p in self.params.items():
                 if p.grad is not None:
                     self._momentum[n].mul_(self.momentum_beta).add_(p.grad, alpha=1.0 - self.momentum_beta)
         if self._needs_grad and self.grad_accumulation > 1 and self.update_interval is not None:
             self._accumulate_grad(t)
-        if not self.is_update_step(t):
+        if not update:
             return None
         return self.update_topology()
+
+    def remove_hooks(self) -> None:
+        """Detach the gradient hooks (e.g. before training the model densely again)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self.grad_masking = False
 
     @torch.no_grad()
     def update_topology(self) -> dict:
@@ -346,6 +371,13 @@ class DynamicSparsity:
         self.storage.apply()
 
     # ------------------------------------------------------------------ internals
+    def _make_grad_hook(self, name: str):
+        def hook(param: torch.Tensor) -> None:
+            # the step that follows this backward keeps its dense gradient if it updates the topology
+            if not self.is_update_step(self._step + 1):
+                self.storage.mask_grad(name)
+        return hook
+
     def _end_step(self) -> float | None:
         if self.total_steps is None:
             return None
@@ -402,3 +434,9 @@ class DynamicSparsity:
             raise ValueError(f"initial_masks must have one mask per sparse layer: missing {sorted(mine - theirs)}, "
                              f"unexpected {sorted(theirs - mine)}")
         return {n: check_mask(n, initial[n], params[n].shape).to(params[n].device) for n in params}
+
+
+def _multi_process() -> bool:
+    """True inside an initialised process group of more than one rank (DDP may rewrite grads)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
