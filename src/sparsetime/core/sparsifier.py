@@ -259,7 +259,7 @@ class DynamicSparsity:
         if self._needs_momentum:
             for n, p in self.params.items():
                 if p.grad is not None:
-                    self._momentum[n].mul_(self.momentum_beta).add_(p.grad, alpha=1.0 - self.momentum_beta)
+                    self._momentum[n].lerp_(p.grad, 1.0 - self.momentum_beta)
         if self._needs_grad and self.grad_accumulation > 1 and self.update_interval is not None:
             self._accumulate_grad(t)
         if not update:
