@@ -1,0 +1,141 @@
+"""The ``sparsetime`` command line: ``train``, ``resume`` and ``info``.
+
+``sparsetime train [--config FILE.yaml] [key=value ...]`` trains one run (by default SET-ITOP on
+an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse) and prints its final test accuracy,
+realised density and ITOP rate Rs; ``sparsetime resume RUN_DIR`` continues an interrupted run;
+``sparsetime info`` prints versions, device, threads and the datasets found locally.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sparsetime`` command."""
+    parser = argparse.ArgumentParser(prog="sparsetime", description="Train sparse neural networks from scratch.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final result")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one run (default: SET-ITOP, MLP, Fashion-MNIST, 98%% sparse)",
+                           description="Train one run. Dotted key=value overrides change the config, e.g. "
+                                       "sparsity.density=0.05 optim.lr=0.05 epochs=20.")
+    train.add_argument("--config", metavar="FILE.yaml", help="YAML config; overrides apply on top")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the resolved config and run directory, then exit without training")
+    train.add_argument("overrides", nargs="*", metavar="key=value")
+    resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="only keys that do not change results (device, progress, ...)")
+    sub.add_parser("info", help="versions, device, threads and locally available datasets")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    from sparsetime.train.logs import console_logging
+
+    with console_logging(logging.WARNING if args.quiet else logging.INFO):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "info":
+            return _info()
+        if args.command == "train":
+            return _train(args)
+        return _resume(args)
+    except ValueError as exc:
+        print(f"sparsetime: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sparsetime: interrupted; continue with `sparsetime resume RUN_DIR`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - report every failure as one clear line plus exit code
+        from sparsetime.data import ChecksumError, DatasetNotFoundError
+        from sparsetime.train import NonFiniteLossError
+
+        if isinstance(exc, (NonFiniteLossError, DatasetNotFoundError, ChecksumError)):
+            print(f"sparsetime: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sparsetime.train import config_to_yaml, load_config, resolve_config, run_directory, train
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        resolved = resolve_config(config)
+        print(config_to_yaml(resolved), end="")
+        print(f"# run directory: {run_directory(resolved)}")
+        return EXIT_OK
+    _report(train(config))
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from sparsetime.train import resume
+
+    _report(resume(args.run_dir, args.overrides))
+    return EXIT_OK
+
+
+def _report(result: Any) -> None:
+    s = result.summary
+    if result.already_finished:
+        print(f"run {result.run_dir} already finished; nothing to do (delete the directory to train again)")
+    rs = "n/a" if s.get("itop_rate") is None else f"{s['itop_rate']:.4f}"
+    print(f"run directory:    {result.run_dir}")
+    print(f"test accuracy:    {100 * s['test_accuracy']:.2f}% (best {100 * s['best_test_accuracy']:.2f}%)")
+    print(f"realised density: {s['density']:.4f}")
+    print(f"Rs (ITOP rate):   {rs}")
+    print(f"epochs:           {s['epochs']} in {s['train_seconds']:.1f} s, {s['train_flops']:.3e} training FLOPs")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _info() -> int:
+    import torch
+
+    import sparsetime
+    from sparsetime.data import available_datasets, locate_dataset
+    from sparsetime.models import available_models
+    from sparsetime.train import available_methods, resolve_device
+
+    print(f"sparsetime {sparsetime.__version__}")
+    print(f"python     {platform.python_version()} ({platform.platform()})")
+    for package in ("torch", "numpy", "numba", "tqdm", "pyyaml", "matplotlib"):
+        print(f"{package:<10} {_version(package)}")
+    cuda = (f"available, {torch.cuda.device_count()} device(s): "
+            + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            if torch.cuda.is_available() else "not available")
+    print(f"device     {resolve_device('auto')} (auto; CUDA {cuda}; override with device=...)")
+    print(f"threads    torch intra-op {torch.get_num_threads()}, inter-op {torch.get_num_interop_threads()}, "
+          f"CPU cores {os.cpu_count()}")
+    print("datasets   (found locally without downloading)")
+    for name in available_datasets():
+        where = "generated on the fly" if name == "synthetic" else (locate_dataset(name) or "not found")
+        print(f"  {name:<14} {where}")
+    print(f"models     {', '.join(available_models())}")
+    print(f"methods    {', '.join(available_methods())}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

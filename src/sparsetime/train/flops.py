@@ -1,0 +1,71 @@
+"""FLOPs of sparse and dense networks (SPEC §7).
+
+Inference FLOPs are counted per example with forward hooks on one sample: every Linear/ConvNd
+call costs 2 multiply-adds-to-FLOPs times (weights per output unit) times (outputs produced), so
+convolutions count their output size and layers called twice count twice. A sparse layer costs
+its dense count times its density. Other operations (activations, pooling, normalisation,
+biases) are not counted, as in the RigL/ITOP accounting. Training FLOPs per step come from the
+sparsity method's ``step_flops`` (see :mod:`sparsetime.train.methods`).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+_COUNTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def count_layer_flops(model: nn.Module, input_shape: Sequence[int],
+                      device: torch.device | str | None = None) -> dict[str, float]:
+    """Dense inference FLOPs per example of every Linear/Conv layer, keyed by weight name.
+
+    Runs one all-zero example of shape ``(1, *input_shape)`` through ``model`` in eval mode
+    without gradients; the model's train/eval mode is restored afterwards.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be a non-empty sequence of positive ints, got {tuple(input_shape)!r}")
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    counts: dict[str, float] = {}
+    handles = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            per_output = module.weight.numel() / module.weight.shape[0]
+            outputs = output.numel() / output.shape[0]
+            counts[name] = counts.get(name, 0.0) + 2.0 * per_output * outputs
+        return record
+
+    for module_name, module in model.named_modules():
+        if isinstance(module, _COUNTED):
+            name = f"{module_name}.weight" if module_name else "weight"
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), device=device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
+def mask_densities(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of active entries of each mask (one device sync per mask: call rarely)."""
+    return {name: float(mask.sum().item()) / mask.numel() for name, mask in masks.items()}
+
+
+def inference_flops(layer_flops: Mapping[str, float], densities: Mapping[str, float] | None = None) -> float:
+    """Sum of per-layer FLOPs, each times its density (layers missing from ``densities`` are dense)."""
+    densities = densities or {}
+    unknown = set(densities) - set(layer_flops)
+    if unknown:
+        raise ValueError(f"densities name layers with no counted FLOPs: {sorted(unknown)}; "
+                         f"counted layers: {sorted(layer_flops)}")
+    return float(sum(f * densities.get(name, 1.0) for name, f in layer_flops.items()))

@@ -1,0 +1,70 @@
+"""Entry points: train a run from a config, resume one from its directory.
+
+Runs are idempotent: a run directory is named by the hash of its resolved config; a finished
+run (one with ``summary.json``) is not trained again, and an interrupted one continues from its
+last checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import NON_RESULT_KEYS, Config, apply_overrides, config_hash, run_directory
+from .logs import log_to_file
+from .resolve import resolve_config
+from .rundir import RunDir
+from .trainer import Trainer, load_run_checkpoint
+
+log = logging.getLogger(__name__)
+RESUME_KEYS = tuple(k for k in NON_RESULT_KEYS if k not in ("name", "output_dir"))
+
+
+@dataclass
+class RunResult:
+    """Where a run lives, its summary, and whether it had already finished before this call."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    already_finished: bool = False
+
+
+def train(config: Config) -> RunResult:
+    """Train the run described by ``config`` in ``<output_dir>/<name>-<hash>``.
+
+    A finished run is left alone (its summary is returned); an interrupted one is resumed.
+    """
+    config = resolve_config(config)
+    return _execute(config, RunDir(run_directory(config)))
+
+
+def resume(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint (from scratch if it has none).
+
+    ``overrides`` may only change keys that do not affect results (device, progress, ...).
+    """
+    run = RunDir(run_dir)
+    config = run.read_config()
+    overrides = list(overrides)
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in RESUME_KEYS:
+            raise ValueError(f"resume can only override {', '.join(RESUME_KEYS)}; {key!r} would change the "
+                             "results or the run's location (start a new run with `sparsetime train` instead)")
+    return _execute(resolve_config(apply_overrides(config, overrides)), run)
+
+
+def _execute(config: Config, run: RunDir) -> RunResult:
+    if run.is_finished():
+        log.info("run %s already finished; nothing to do", run.path)
+        return RunResult(run.path, run.read_summary(), already_finished=True)
+    run.path.mkdir(parents=True, exist_ok=True)
+    with log_to_file(run.log_path):
+        checkpoint = load_run_checkpoint(run)
+        if checkpoint is None:
+            run.write_config(config)
+        log.info("config %s (hash %s)", run.config_path, config_hash(config))
+        summary = Trainer(config, run, checkpoint).fit()
+    return RunResult(run.path, summary)

@@ -1,0 +1,76 @@
+"""Layout of a run directory and the files in it.
+
+``config.yaml`` (fully resolved), ``metrics.jsonl`` (one JSON object per finished epoch),
+``summary.json`` (written once, when the run ends: its presence marks a finished run),
+``checkpoint.pt`` (last finished epoch) and ``train.log``. All writes are atomic.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+from .config import Config, config_to_yaml, load_config
+
+
+class RunDir:
+    """Paths and readers/writers of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
+
+    def is_finished(self) -> bool:
+        """True once the run wrote its summary."""
+        return self.summary_path.is_file()
+
+    def write_config(self, config: Config) -> None:
+        """Save the resolved config."""
+        atomic_write_text(self.config_path, config_to_yaml(config))
+
+    def read_config(self) -> Config:
+        """The config the run was started with."""
+        if not self.config_path.is_file():
+            raise ValueError(f"{str(self.path)!r} is not a run directory: it has no config.yaml")
+        return load_config(self.config_path)
+
+    def write_metrics(self, history: Iterable[Mapping[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` from the full per-epoch history (kept in the checkpoint)."""
+        atomic_write_text(self.metrics_path, "".join(json.dumps(dict(r)) + "\n" for r in history))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch records written so far."""
+        if not self.metrics_path.is_file():
+            return []
+        with self.metrics_path.open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Save the final summary (marks the run as finished)."""
+        atomic_write_text(self.summary_path, json.dumps(dict(summary), indent=2) + "\n")
+
+    def read_summary(self) -> dict[str, Any]:
+        """The final summary of a finished run."""
+        with self.summary_path.open(encoding="utf-8") as fh:
+            return json.load(fh)

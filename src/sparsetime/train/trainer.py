@@ -1,0 +1,249 @@
+"""The training loop: one run from a resolved config to a finished run directory.
+
+Per step: forward, backward, ``optimizer.step()``, ``sparsifier.step()``, ``scheduler.step()``.
+Losses and hits are accumulated as tensors and read back only every ``log_interval`` steps
+(progress, and a check that the loss is still finite) and at the end of the epoch. After each
+epoch the test set is evaluated and a checkpoint (model, optimiser, scheduler, sparsifier, RNG
+states, counters, history) is written atomically. The data order of epoch ``e`` derives from
+``(seed, e)`` alone, so a resumed run replays the same batches without replaying the iterator,
+and on CPU ends bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .config import Config, config_hash
+from .device import resolve_device
+from .evaluate import evaluate
+from .flops import count_layer_flops, inference_flops, mask_densities
+from .methods import Sparsifier, SparsifierContext, get_method
+from .optim import build_optimizer, build_scheduler
+from .progress import EpochProgress
+from .rundir import RunDir
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the data-order generator of ``epoch`` (``epoch=-1``: batches for pre-training scoring)."""
+    return (seed * 1_000_003 + epoch + 1) % (2**63)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Builds data, model, optimiser, sparsifier and schedule from ``config``; ``fit()`` trains."""
+
+    def __init__(self, config: Config, run: RunDir, checkpoint: dict[str, Any] | None = None) -> None:
+        from sparsetime.data import batch_iterator, build_datasets, num_batches
+        from sparsetime.models import build_model
+
+        self.config, self.run = config, run
+        self.hash = config_hash(config)
+        self.device = resolve_device(config.device)
+        self._batches = batch_iterator
+        seed_everything(config.seed)
+        d = config.data
+        splits = build_datasets(config.dataset, data_dir=config.data_dir, validation_size=d.validation_size,
+                                seed=config.seed, augment=d.augment, download=d.download, **d.options)
+        self.train_set, self.validation_set, self.test_set = splits.train, splits.validation, splits.test
+        if d.train_subset and d.train_subset < len(self.train_set):
+            order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(config.seed))
+            self.train_set = torch.utils.data.Subset(self.train_set, order[: d.train_subset].tolist())
+        self.model = build_model(config.model, splits.input_shape, splits.num_classes,
+                                 **config.model_options).to(self.device)
+        self.layer_flops = count_layer_flops(self.model, splits.input_shape, self.device)
+        self.dense_flops = inference_flops(self.layer_flops)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.total_epochs = config.total_epochs
+        self.steps_per_epoch = num_batches(len(self.train_set), config.batch_size)
+        self.total_steps = self.steps_per_epoch * self.total_epochs
+        self.method = get_method(config.sparsity.method)
+        self.sparsifier = self.method.build(SparsifierContext(
+            model=self.model, optimizer=self.optimizer, sparsity=config.sparsity, total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
+            train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
+        if not isinstance(self.sparsifier, Sparsifier):
+            raise TypeError(f"sparsity method {self.method.name!r} built {type(self.sparsifier).__name__}, which lacks "
+                            "step(), state_dict(), load_state_dict() or density()")
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch,
+                                         config.optim.lr)
+        self.epoch = self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = self.train_flops = 0.0
+        if checkpoint is not None:
+            self._load(checkpoint)
+
+    # ------------------------------------------------------------------ public
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, then write and return the summary."""
+        c = self.config
+        log.info("run %s: %s %s on %s, %d epochs x %d steps, device %s, starting at epoch %d",
+                 self.run.path, c.sparsity.method, c.model, c.dataset, self.total_epochs, self.steps_per_epoch,
+                 self.device, self.epoch)
+        while self.epoch < self.total_epochs:
+            self._train_epoch()
+        summary = self.summary()
+        self.run.write_summary(summary)
+        log.info("finished: test accuracy %.2f%%, density %.4f, Rs %s", 100 * summary["test_accuracy"],
+                 summary["density"], _fmt(summary["itop_rate"]))
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        """Final figures of the run (from the last epoch's record)."""
+        last = self.history[-1]
+        summary = {
+            "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
+            "best_test_accuracy": max(r["test_accuracy"] for r in self.history),
+            "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
+            "density": last["density"], "itop_rate": last["itop_rate"], "epochs": self.epoch, "steps": self.step,
+            "train_seconds": self.train_seconds, "train_flops": self.train_flops,
+            "inference_flops": self._sparse_flops(), "dense_inference_flops": self.dense_flops,
+            "method": self.config.sparsity.method, "model": self.config.model, "dataset": self.config.dataset,
+            "config_hash": self.hash,
+        }
+        if "validation_accuracy" in last:
+            summary["validation_accuracy"] = last["validation_accuracy"]
+        updates = getattr(self.sparsifier, "update_history", None)
+        if updates is not None:
+            summary["topology_updates"] = len(updates)
+        return summary
+
+    # ------------------------------------------------------------------ one epoch
+    def _train_epoch(self) -> None:
+        c, epoch = self.config, self.epoch
+        start = time.perf_counter()
+        flops_start = self._sparse_flops()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        self.model.train()
+        with EpochProgress(c.progress, epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
+            for i, (x, y) in enumerate(self._train_batches(epoch)):
+                out = self.model(x)
+                loss = self.criterion(out, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.sparsifier.step()
+                self.scheduler.step()
+                self.step += 1
+                loss_sum += loss.detach() * y.shape[0]
+                correct += (out.argmax(1) == y).sum()
+                seen += y.shape[0]
+                progress.advance()
+                if (i + 1) % c.log_interval == 0:
+                    progress.report(i + 1, self._finite_loss(loss_sum, seen))
+        train_loss = self._finite_loss(loss_sum, seen)
+        train_accuracy = correct.item() / seen
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        f_sparse = (flops_start + self._sparse_flops()) / 2  # trapezoid over the epoch's density change
+        self.train_flops += seen * self.method.step_flops(f_sparse, self.dense_flops, c.sparsity.update_interval)
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss,
+                                  "train_accuracy": train_accuracy}
+        if self.validation_set is not None:
+            record["validation_loss"], record["validation_accuracy"] = self._evaluate(self.validation_set)
+        record["test_loss"], record["test_accuracy"] = self._evaluate(self.test_set)
+        record.update(lr=lr, itop_rate=self._exploration_rate(), density=float(self.sparsifier.density()),
+                      seconds=seconds, eval_seconds=time.perf_counter() - start - seconds,
+                      train_flops=self.train_flops)
+        self.history.append(record)
+        self.epoch += 1
+        save_checkpoint(self.run.checkpoint_path, self._state())
+        self.run.write_metrics(self.history)
+        log.info("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.4g | "
+                 "density %.4f | Rs %s | %.1fs", self.epoch, self.total_epochs, train_loss, 100 * train_accuracy,
+                 record["test_loss"], 100 * record["test_accuracy"], lr, record["density"],
+                 _fmt(record["itop_rate"]), seconds)
+
+    def _train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
+        for x, y in self._batches(self.train_set, self.config.batch_size, shuffle=True, generator=generator,
+                                  num_workers=self.config.data.num_workers):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _evaluate(self, dataset: Any) -> tuple[float, float]:
+        batches = self._batches(dataset, self.config.data.eval_batch_size, shuffle=False, generator=None,
+                                num_workers=self.config.data.num_workers)
+        return evaluate(self.model, batches, self.device)
+
+    def _finite_loss(self, loss_sum: torch.Tensor, seen: int) -> float:
+        value = loss_sum.item() / seen
+        if not math.isfinite(value):
+            kept = (f"the last good checkpoint ({self.run.checkpoint_path}, after epoch {self.epoch}) is kept"
+                    if self.epoch else "no checkpoint had been written yet")
+            raise NonFiniteLossError(
+                f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); run stopped and "
+                f"{kept}. Try a lower optim.lr or check the data.")
+        return value
+
+    # ------------------------------------------------------------------ metrics helpers
+    def _sparse_flops(self) -> float:
+        masks = getattr(self.sparsifier, "masks", None)
+        if masks is None:
+            return self.dense_flops * float(self.sparsifier.density())
+        densities = {n: d for n, d in mask_densities(masks).items() if n in self.layer_flops}
+        return inference_flops(self.layer_flops, densities)
+
+    def _exploration_rate(self) -> float | None:
+        rate = getattr(self.sparsifier, "exploration_rate", None)
+        return float(rate()) if callable(rate) else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "config_hash": self.hash, "epoch": self.epoch, "step": self.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "sparsifier": self.sparsifier.state_dict(),
+            "rng": capture_rng_state(), "history": self.history, "train_seconds": self.train_seconds,
+            "train_flops": self.train_flops,
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})")
+        if state["config_hash"] != self.hash:
+            raise ValueError(f"checkpoint belongs to config {state['config_hash']} but the run's config hashes to "
+                             f"{self.hash}; config.yaml was edited after the run started")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sparsifier.load_state_dict(state["sparsifier"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = list(state["history"])
+        self.train_seconds, self.train_flops = float(state["train_seconds"]), float(state["train_flops"])
+        self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
+        log.info("resumed from %s at epoch %d (step %d)", self.run.checkpoint_path, self.epoch, self.step)
+
+
+def load_run_checkpoint(run: RunDir) -> dict[str, Any] | None:
+    """The run's checkpoint, or None when it has none yet."""
+    return load_checkpoint(run.checkpoint_path) if run.checkpoint_path.is_file() else None
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,97 @@
+"""FLOPs counting (SPEC §7): per-layer inference FLOPs and per-step training FLOPs by method."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sparsetime.models import build_model
+from sparsetime.train import count_layer_flops, get_method, inference_flops, mask_densities
+
+
+class Twice(nn.Module):
+    """Applies the same Linear twice: its FLOPs count twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.fc(x))
+
+
+def test_hand_computed_layers():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),   # 9x9 -> 5x5: 8*25 outputs x 27 MACs
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3, groups=2),              # 5x5 -> 3x3: 4*9 outputs x (4*9) MACs
+        nn.Flatten(),
+        nn.Linear(36, 5),                          # 36*5 MACs
+    )
+    flops = count_layer_flops(model, (3, 9, 9))
+    assert flops == {"0.weight": 2 * 27 * 200, "2.weight": 2 * 36 * 36, "4.weight": 2 * 36 * 5}
+
+
+def test_conv1d_and_shared_module():
+    conv = nn.Sequential(nn.Conv1d(2, 3, 5))        # length 20 -> 16: 48 outputs x 10 MACs
+    assert count_layer_flops(conv, (2, 20)) == {"0.weight": 2 * 10 * 48}
+    assert count_layer_flops(Twice(), (6,)) == {"fc.weight": 2 * (2 * 36)}
+
+
+@pytest.mark.parametrize("name, shape", [("lenet5", (1, 28, 28)), ("resnet18", (3, 16, 16)), ("mlp", (1, 8, 8))])
+def test_matches_torch_flop_counter(name, shape):
+    model = build_model(name, shape, 10)
+    ours = count_layer_flops(model, shape)
+    with FlopCounterMode(display=False) as counter:
+        model.eval()
+        model(torch.zeros(1, *shape))
+    per_module = counter.get_flop_counts()
+    root = type(model).__name__
+    reference = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            ops = per_module[f"{root}.{module_name}"]
+            reference[f"{module_name}.weight"] = float(sum(ops.values()))
+    assert ours == pytest.approx(reference)
+
+
+def test_restores_training_mode_and_takes_no_gradients():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    model.train()
+    before = model[1].running_mean.clone()
+    count_layer_flops(model, (4,))
+    assert model.training
+    assert torch.equal(model[1].running_mean, before)  # eval mode: BN statistics untouched
+    assert model[0].weight.grad is None
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        count_layer_flops(nn.Linear(3, 3), ())
+
+
+def test_sparse_inference_flops_scale_with_layer_density():
+    layers = {"a.weight": 1000.0, "b.weight": 200.0}
+    assert inference_flops(layers) == 1200.0
+    assert inference_flops(layers, {"a.weight": 0.1}) == 100.0 + 200.0
+    assert inference_flops(layers, {"a.weight": 0.1, "b.weight": 0.5}) == 200.0
+    with pytest.raises(ValueError, match="no counted FLOPs.*c.weight"):
+        inference_flops(layers, {"c.weight": 0.5})
+
+
+def test_mask_densities():
+    masks = {"w": torch.tensor([[True, False], [False, False]]), "v": torch.ones(3, dtype=torch.bool)}
+    assert mask_densities(masks) == {"w": 0.25, "v": 1.0}
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("dense", 3 * 100.0),
+    ("static", 3 * 10.0),
+    ("set", 3 * 10.0),
+    ("rigl", (3 * 10.0 * 50 + 2 * 10.0 + 100.0) / 51),
+    ("snfs", 2 * 10.0 + 100.0),
+])
+def test_training_step_flops_per_method(method, expected):
+    # SPEC §7 with f_S = 10, f_D = 100, Delta T = 50
+    assert get_method(method).step_flops(10.0, 100.0, 50) == pytest.approx(expected)
