@@ -1,8 +1,9 @@
-"""The ``sparsetime`` command line: ``train``, ``resume`` and ``info``.
+"""The ``sparsetime`` command line: ``train``, ``resume``, ``lth`` and ``info``.
 
 ``sparsetime train [--config FILE.yaml] [key=value ...]`` trains one run (by default SET-ITOP on
 an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse) and prints its final test accuracy,
 realised density and ITOP rate Rs; ``sparsetime resume RUN_DIR`` continues an interrupted run;
+``sparsetime lth CONFIG`` runs every level of a lottery-ticket experiment;
 ``sparsetime info`` prints versions, device, threads and the datasets found locally.
 """
 from __future__ import annotations
@@ -35,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument("overrides", nargs="*", metavar="key=value",
                         help="only keys that do not change results (device, progress, ...)")
+    lth = sub.add_parser("lth", help="run every level of a lottery-ticket experiment (resumes where it stopped)",
+                         description="Iterative magnitude pruning: level L prunes sparsity.options.fraction of the "
+                                     "weights left by level L-1 and retrains (sparsity.options.mode weights|lr|"
+                                     "finetune, rewind_step, levels). Each level is a run directory under one "
+                                     "experiment directory; finished levels are skipped on re-runs.")
+    lth.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML config; overrides apply on top")
+    lth.add_argument("overrides", nargs="*", metavar="key=value")
     sub.add_parser("info", help="versions, device, threads and locally available datasets")
     return parser
 
@@ -54,6 +62,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _info()
         if args.command == "train":
             return _train(args)
+        if args.command == "lth":
+            return _lth(args)
         return _resume(args)
     except ValueError as exc:
         print(f"sparsetime: error: {exc}", file=sys.stderr)
@@ -81,6 +91,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"# run directory: {run_directory(resolved)}")
         return EXIT_OK
     _report(train(config))
+    return EXIT_OK
+
+
+def _lth(args: argparse.Namespace) -> int:
+    from sparsetime.experiments import format_table, run_lottery
+    from sparsetime.train import load_config
+
+    path, overrides = args.config, list(args.overrides)
+    if path is not None and "=" in path:  # only overrides were given
+        path, overrides = None, [path, *overrides]
+    result = run_lottery(load_config(path, overrides))
+    print(f"experiment directory: {result.experiment_dir}")
+    print(format_table(result))
     return EXIT_OK
 
 

@@ -74,6 +74,9 @@ class SparsityConfig:
     sparse_init: bool = True
     redistribution: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the method
+    # masks that seed a DST run: a pruning method (snip, grasp, synflow, magnitude, random), a masks
+    # file ({name: bool tensor}, torch.save) or a run directory whose checkpoint holds masks
+    init_mask: str | None = None
 
 
 @dataclass

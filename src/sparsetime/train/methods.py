@@ -52,6 +52,7 @@ class SparsifierContext:
 
 
 StepFlops = Callable[[float, float, "int | None"], float]
+Check = Callable[[SparsityConfig], None]
 
 
 def _sparse_step_flops(f_sparse: float, f_dense: float, update_interval: int | None) -> float:
@@ -70,6 +71,8 @@ class SparsityMethod:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     step_flops: StepFlops = _sparse_step_flops
     description: str = ""
+    check: Check | None = None  # raises ValueError for bad method options, before anything is written
+    init_mask: bool = False  # whether ``sparsity.init_mask`` may seed the method's masks
 
 
 _METHODS: dict[str, SparsityMethod] = {}
@@ -77,9 +80,13 @@ _METHODS: dict[str, SparsityMethod] = {}
 
 def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier], *,
                     defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
-                    step_flops: StepFlops | None = None, description: str = "",
-                    replace: bool = False) -> SparsityMethod:
-    """Register ``build`` under ``name`` (a ``sparsity.method`` value)."""
+                    step_flops: StepFlops | None = None, description: str = "", check: Check | None = None,
+                    init_mask: bool = False, replace: bool = False) -> SparsityMethod:
+    """Register ``build`` under ``name`` (a ``sparsity.method`` value).
+
+    ``check(resolved_sparsity)`` validates method options at resolve time; ``init_mask`` says
+    whether ``sparsity.init_mask`` is accepted (the factory must then honour it).
+    """
     if not name or not isinstance(name, str):
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
     if name in _METHODS and not replace:
@@ -89,7 +96,7 @@ def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier],
         if key not in known:
             raise ValueError(f"method {name!r}: {key!r} is not a sparsity field; allowed: {', '.join(sorted(known))}")
     method = SparsityMethod(name, build, dict(defaults or {}), dict(fixed or {}),
-                            step_flops or _sparse_step_flops, description)
+                            step_flops or _sparse_step_flops, description, check, bool(init_mask))
     _METHODS[name] = method
     return method
 
@@ -112,7 +119,18 @@ def resolve_sparsity(cfg: SparsityConfig) -> SparsityConfig:
     method = get_method(cfg.method)
     updates = {k: v for k, v in method.defaults.items() if getattr(cfg, k) is None}
     updates.update(method.fixed)
-    return dataclasses.replace(cfg, **updates)
+    resolved = dataclasses.replace(cfg, **updates)
+    if resolved.init_mask is not None:
+        if not method.init_mask:
+            takers = sorted(n for n, m in _METHODS.items() if m.init_mask)
+            raise ValueError(f"sparsity.init_mask={resolved.init_mask!r} is not used by method {cfg.method!r}; "
+                             f"methods that accept it: {', '.join(takers)}")
+        from .pruning_methods import check_init_mask
+
+        check_init_mask(resolved.init_mask)
+    if method.check is not None:
+        method.check(resolved)
+    return resolved
 
 
 # ----------------------------------------------------------------------------- built-in methods
@@ -143,13 +161,19 @@ def _build_dynamic(ctx: SparsifierContext) -> Sparsifier:
     import sparsetime as st  # the core engine; imported late so this module loads on its own
 
     s = ctx.sparsity
+    options = dict(s.options)
+    initial = None
+    if s.init_mask is not None:  # e.g. SNIP-SET-ITOP, LTH-SET-ITOP: start from a pruning mask
+        from .pruning_methods import initial_masks
+
+        initial = initial_masks(ctx, options.pop("init_options", None))
     return st.DynamicSparsity(
         ctx.model, ctx.optimizer, s.density, distribution=s.distribution, growth=s.growth,
         drop_fraction=s.drop_fraction, drop_schedule=s.drop_schedule, min_drop_fraction=s.min_drop_fraction,
         update_interval=s.update_interval,
         total_steps=ctx.total_steps, stop_fraction=s.stop_fraction, dense_layers=s.dense_layers or None,
-        dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init,
-        redistribution=s.redistribution, seed=ctx.seed, **s.options,
+        dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init and initial is None,
+        redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, **options,
     )
 
 
@@ -165,17 +189,19 @@ def _snfs_step_flops(f_sparse: float, f_dense: float, update_interval: int | Non
 _DST = {"distribution": "erk", "drop_schedule": "cosine", "redistribution": False, "min_drop_fraction": 0.0}
 register_method("dense", lambda ctx: DenseTraining(), fixed={"density": 1.0, "update_interval": None},
                 step_flops=lambda f_s, f_d, dt: 3.0 * f_d, description="dense training (no masks)")
-register_method("static", _build_dynamic, fixed={"update_interval": None},
+register_method("static", _build_dynamic, init_mask=True, fixed={"update_interval": None},
                 defaults={**_DST, "growth": "random", "drop_fraction": 0.5, "stop_fraction": 1.0},
                 description="fixed random sparse mask")
-register_method("set", _build_dynamic,
+register_method("set", _build_dynamic, init_mask=True,
                 defaults={**_DST, "growth": "random", "drop_fraction": 0.5, "stop_fraction": 1.0,
                           "min_drop_fraction": 0.005},
                 description="SET / SET-ITOP: magnitude drop, random growth")
-register_method("rigl", _build_dynamic, step_flops=_rigl_step_flops,
+register_method("rigl", _build_dynamic, init_mask=True, step_flops=_rigl_step_flops,
                 defaults={**_DST, "growth": "gradient", "drop_fraction": 0.3, "stop_fraction": 0.75},
                 description="RigL: magnitude drop, dense-gradient growth")
-register_method("snfs", _build_dynamic, step_flops=_snfs_step_flops,
+register_method("snfs", _build_dynamic, init_mask=True, step_flops=_snfs_step_flops,
                 defaults={**_DST, "distribution": "uniform", "redistribution": True, "growth": "momentum",
                           "drop_fraction": 0.5, "stop_fraction": 1.0},
                 description="SNFS: magnitude drop, momentum growth, momentum redistribution")
+
+from . import pruning_methods  # noqa: E402,F401  registers gmp, lth, snip, grasp, synflow, random, magnitude

@@ -7,6 +7,7 @@ last checkpoint.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,19 @@ def _execute(config: Config, run: RunDir) -> RunResult:
     if run.is_finished():
         log.info("run %s already finished; nothing to do", run.path)
         return RunResult(run.path, run.read_summary(), already_finished=True)
+    created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
-    with log_to_file(run.log_path):
-        checkpoint = load_run_checkpoint(run)
-        if checkpoint is None:
-            run.write_config(config)
-        log.info("config %s (hash %s)", run.config_path, config_hash(config))
-        summary = Trainer(config, run, checkpoint).fit()
+    trainer = None
+    try:
+        with log_to_file(run.log_path):
+            checkpoint = load_run_checkpoint(run)
+            if checkpoint is None:
+                run.write_config(config)
+            log.info("config %s (hash %s)", run.config_path, config_hash(config))
+            trainer = Trainer(config, run, checkpoint)
+            summary = trainer.fit()
+    except ValueError:
+        if created and trainer is None:  # bad input found while building the run: leave nothing behind
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     return RunResult(run.path, summary)
