@@ -1,0 +1,131 @@
+"""Direct sparse convolution and SparseConv2d against dense F.conv2d autograd."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsetime.kernels import pattern_from_mask
+from sparsetime.kernels.conv import sparse_conv2d
+from sparsetime.nn import SparseConv2d, prune_and_grow
+from sparsetime.core.topk import select_topk
+
+
+def _case(o, c, kh, kw, density, seed):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(o, c * kh * kw, generator=g) < density
+    w = torch.randn(o, c, kh, kw, generator=g, dtype=torch.float64) * mask.view(o, c, kh, kw)
+    return mask, w
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [
+    (1, 1, 1), (2, 1, 1), (1, 0, 2), ((2, 1), (0, 2), 1), (3, 2, (1, 2)),
+])
+def test_matches_dense_conv(backend, stride, padding, dilation):
+    mask, w = _case(6, 4, 3, 3, 0.3, seed=1)
+    mask[2] = False  # an output channel with no weights
+    w = w * mask.view_as(w)
+    x = torch.randn(3, 4, 9, 8, dtype=torch.float64)
+    _check(mask, w, x, torch.randn(6, dtype=torch.float64), backend, stride, padding, dilation)
+
+
+def _check(mask, w, x, bias, backend, stride=1, padding=0, dilation=1):
+    vals = w.reshape(w.shape[0], -1)[mask].clone().requires_grad_()
+    b = bias.clone().requires_grad_() if bias is not None else None
+    xs = x.detach().clone().requires_grad_()
+    y = sparse_conv2d(xs, vals, pattern_from_mask(mask), tuple(w.shape), b, stride, padding, dilation,
+                      backend=backend)
+    gy = torch.randn(y.shape, dtype=y.dtype)
+    y.backward(gy)
+    wd = w.clone().requires_grad_()
+    bd = bias.clone().requires_grad_() if bias is not None else None
+    xd = x.detach().clone().requires_grad_()
+    yd = F.conv2d(xd, wd, bd, stride, padding, dilation)
+    yd.backward(gy)
+    torch.testing.assert_close(y, yd)
+    torch.testing.assert_close(xs.grad, xd.grad)
+    torch.testing.assert_close(vals.grad, wd.grad.reshape(w.shape[0], -1)[mask])
+    if bias is not None:
+        torch.testing.assert_close(b.grad, bd.grad)
+
+
+def test_single_nonzero_batch_one_and_1x1(backend):
+    mask = torch.zeros(2, 3, dtype=torch.bool)
+    mask[1, 2] = True
+    w = torch.zeros(2, 3, 1, 1, dtype=torch.float64)
+    w[1, 2] = 0.5
+    x = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    _check(mask, w, x, None, backend)
+    mask, w = _case(3, 2, 5, 5, 0.0, seed=0)  # empty pattern, kernel larger than the padding
+    _check(mask, w, torch.randn(2, 2, 6, 6, dtype=torch.float64), torch.ones(3, dtype=torch.float64), backend,
+           padding=1)
+
+
+def test_non_contiguous_input_and_chained_layers(backend):
+    m1, w1 = _case(5, 3, 3, 3, 0.4, seed=2)
+    m2, w2 = _case(4, 5, 3, 3, 0.4, seed=3)
+    x = torch.randn(6, 3, 7, 7, dtype=torch.float64).permute(0, 1, 3, 2)  # non-contiguous
+    v1 = w1.reshape(5, -1)[m1].clone().requires_grad_()
+    v2 = w2.reshape(4, -1)[m2].clone().requires_grad_()
+    h = torch.relu(sparse_conv2d(x, v1, pattern_from_mask(m1), tuple(w1.shape), padding=1, backend=backend))
+    y = sparse_conv2d(h, v2, pattern_from_mask(m2), tuple(w2.shape), padding=1, backend=backend)
+    (y ** 2).sum().backward()
+    a1, a2 = w1.clone().requires_grad_(), w2.clone().requires_grad_()
+    yd = F.conv2d(torch.relu(F.conv2d(x, a1, padding=1)), a2, padding=1)
+    (yd ** 2).sum().backward()
+    torch.testing.assert_close(y, yd)
+    torch.testing.assert_close(v1.grad, a1.grad.reshape(5, -1)[m1])
+    torch.testing.assert_close(v2.grad, a2.grad.reshape(4, -1)[m2])
+
+
+def test_module_from_dense_to_dense_and_state_dict(backend):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    mask = torch.rand(conv.weight.shape) < 0.3
+    layer = SparseConv2d.from_dense(conv, mask, backend=backend)
+    assert torch.equal(layer.to_dense().detach(), conv.weight.detach() * mask)
+    assert torch.equal(layer.dense_mask(), mask)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(layer(x), F.conv2d(x, conv.weight * mask, conv.bias, 2, 1))
+    fresh = SparseConv2d(3, 4, 3, 0.9, stride=2, padding=1, backend=backend)
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(fresh(x), layer(x))
+    assert "density=" in repr(layer) and layer.nnz == int(mask.sum())
+    coo = layer.to_sparse_coo()
+    assert torch.equal(coo.to_dense(), layer.to_dense().detach())
+    with pytest.raises(ValueError, match="groups"):
+        SparseConv2d.from_dense(nn.Conv2d(4, 4, 3, groups=2))
+
+
+def test_module_init_and_validation():
+    layer = SparseConv2d(8, 16, 3, 0.1, padding=1, generator=torch.Generator().manual_seed(0))
+    assert layer.nnz == int(0.1 * 16 * 8 * 9 + 0.5)
+    assert layer.weight_values.abs().max() <= 1.0  # rescaled from U(-1/sqrt(72), 1/sqrt(72))
+    with pytest.raises(ValueError, match="density"):
+        SparseConv2d(8, 16, 3, 0.0)
+    with pytest.raises(ValueError, match="stride"):
+        SparseConv2d(8, 16, 3, 0.5, stride=0)
+    with pytest.raises(ValueError, match="input"):
+        layer(torch.randn(2, 7, 5, 5))
+
+
+def test_gradient_growth_for_conv_matches_dense_gradient():
+    layer = SparseConv2d(3, 4, 3, 0.3, padding=1, generator=torch.Generator().manual_seed(1),
+                         backend="numba" if _numba() else None)
+    if not _numba():
+        pytest.skip("gradient capture for conv needs the numba kernels")
+    layer.capture_gradient_inputs(True)
+    x = torch.randn(2, 3, 6, 6)
+    layer(x).pow(2).sum().backward()
+    w = layer.to_dense().detach().requires_grad_()
+    F.conv2d(x, w, layer.bias.detach(), padding=1).pow(2).sum().backward()
+    kept = layer.flat_indices()
+    upd = prune_and_grow(layer, 5, "gradient", torch.Generator().manual_seed(2))
+    kept = kept[~torch.isin(kept, upd.dropped)]
+    s = w.grad.abs().reshape(-1)
+    s[kept] = float("-inf")
+    assert torch.equal(upd.grown, select_topk(s, 5))
+
+
+def _numba():
+    from sparsetime.kernels import numba_available
+    return numba_available()
