@@ -18,8 +18,9 @@ Registered ``sparsity.method`` values:
   ``levels`` and ``previous`` (the previous level's run directory). Level 0 trains dense and keeps
   the weights at step k in its checkpoint; level L prunes p of the previous level's surviving
   weights by magnitude and trains from the rewound (``weights``) or trained (``lr``, ``finetune``)
-  weights. Every level replays the whole schedule from step 0 (SPEC §6 replays it from k; equal for
-  k = 0, an approximation for k > 0).
+  weights. Levels >= 1 in modes ``weights`` and ``lr`` expose ``start_at_step = k``: the trainer runs
+  steps k..T with the schedule positioned at k (SPEC §6). ``finetune`` trains all T steps at the
+  final learning rate.
 
 ``sparsity.init_mask`` seeds set/rigl/snfs/static runs: :func:`initial_masks`.
 """
@@ -262,12 +263,16 @@ def _check_gmp(s: SparsityConfig) -> None:
 # ----------------------------------------------------------------------------- lottery-ticket levels
 
 class LotteryLevel:
-    """Static-mask training of one lottery-ticket level; keeps the rewind weights (step k) in its state."""
+    """Static-mask training of one lottery-ticket level; keeps the rewind weights (step k) in its state.
+
+    ``start_at_step`` is the global step the trainer starts the level at (k for levels >= 1 in modes
+    weights and lr, else 0).
+    """
 
     def __init__(self, sparsity: Any, model: nn.Module, rewind_step: int,
-                 rewind_state: dict[str, torch.Tensor] | None) -> None:
+                 rewind_state: dict[str, torch.Tensor] | None, start_at_step: int = 0) -> None:
         self.sparsity, self.model, self.rewind_step = sparsity, model, rewind_step
-        self.rewind = rewind_state
+        self.rewind, self.start_at_step = rewind_state, start_at_step
 
     @property
     def masks(self) -> Masks:
@@ -332,9 +337,10 @@ def _build_lth(ctx: SparsifierContext) -> Sparsifier:
     masks = prune_level(ctx.model, prev_masks, o["fraction"], o["scope"], generator=generator)
     if o["mode"] == "weights":
         ctx.model.load_state_dict(prev["rewind"])  # back to step k, BN statistics included
-    log.info("lottery level %d: pruned %g of the active weights of %s, mode %s", level, o["fraction"], previous,
-             o["mode"])
-    return LotteryLevel(_static(ctx, masks), ctx.model, k, dict(prev["rewind"]))
+    start = k if o["mode"] in ("weights", "lr") else 0
+    log.info("lottery level %d: pruned %g of the active weights of %s, mode %s, training from step %d", level,
+             o["fraction"], previous, o["mode"], start)
+    return LotteryLevel(_static(ctx, masks), ctx.model, k, dict(prev["rewind"]), start)
 
 
 def _check_lth(s: SparsityConfig) -> None:

@@ -7,6 +7,11 @@ epoch the test set is evaluated and a checkpoint (model, optimiser, scheduler, s
 states, counters, history) is written atomically. The data order of epoch ``e`` derives from
 ``(seed, e)`` alone, so a resumed run replays the same batches without replaying the iterator,
 and on CPU ends bit-identical to an uninterrupted one.
+
+A sparsifier with a ``start_at_step`` attribute k > 0 (a lottery-ticket level rewound to step k)
+starts the run at global step k: epoch ``k // steps_per_epoch``, whose first ``k % steps_per_epoch``
+batches of the seeded order are skipped, with the schedule positioned at step k. Metrics, FLOPs
+and the summary's ``epochs``/``steps`` count only what was trained.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -89,19 +96,21 @@ class Trainer:
                             "step(), state_dict(), load_state_dict() or density()")
         self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch,
                                          config.optim.lr)
-        self.epoch = self.step = 0
+        self.epoch = self.step = self.start_step = 0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = self.train_flops = 0.0
         if checkpoint is not None:
             self._load(checkpoint)
+        else:
+            self._start_at(getattr(self.sparsifier, "start_at_step", 0))
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, then write and return the summary."""
         c = self.config
-        log.info("run %s: %s %s on %s, %d epochs x %d steps, device %s, starting at epoch %d",
+        log.info("run %s: %s %s on %s, %d epochs x %d steps, device %s, starting at epoch %d (step %d)",
                  self.run.path, c.sparsity.method, c.model, c.dataset, self.total_epochs, self.steps_per_epoch,
-                 self.device, self.epoch)
+                 self.device, self.epoch, self.step)
         while self.epoch < self.total_epochs:
             self._train_epoch()
         summary = self.summary()
@@ -111,13 +120,15 @@ class Trainer:
         return summary
 
     def summary(self) -> dict[str, Any]:
-        """Final figures of the run (from the last epoch's record)."""
+        """Final figures of the run (from the last epoch's record); ``epochs`` and ``steps`` count what
+        this run trained, from global step ``start_step`` (> 0 for a rewound lottery level)."""
         last = self.history[-1]
         summary = {
             "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
             "best_test_accuracy": max(r["test_accuracy"] for r in self.history),
             "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-            "density": last["density"], "itop_rate": last["itop_rate"], "epochs": self.epoch, "steps": self.step,
+            "density": last["density"], "itop_rate": last["itop_rate"], "epochs": len(self.history),
+            "steps": self.step - self.start_step, "start_step": self.start_step,
             "train_seconds": self.train_seconds, "train_flops": self.train_flops,
             "inference_flops": self._sparse_flops(), "dense_inference_flops": self.dense_flops,
             "method": self.config.sparsity.method, "model": self.config.model, "dataset": self.config.dataset,
@@ -139,9 +150,10 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
+        skip = self.step - epoch * self.steps_per_epoch  # > 0 only in the first epoch of a run started mid-epoch
         self.model.train()
         with EpochProgress(c.progress, epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
-            for i, (x, y) in enumerate(self._train_batches(epoch)):
+            for i, (x, y) in enumerate(self._train_batches(epoch, skip), start=skip):
                 out = self.model(x)
                 loss = self.criterion(out, y)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -179,10 +191,12 @@ class Trainer:
                  record["test_loss"], 100 * record["test_accuracy"], lr, record["density"],
                  _fmt(record["itop_rate"]), seconds)
 
-    def _train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _train_batches(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's seeded batches; the first ``skip`` are drawn (keeping the generator's state) but not given."""
         generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
-        for x, y in self._batches(self.train_set, self.config.batch_size, shuffle=True, generator=generator,
-                                  num_workers=self.config.data.num_workers):
+        batches = self._batches(self.train_set, self.config.batch_size, shuffle=True, generator=generator,
+                                num_workers=self.config.data.num_workers)
+        for x, y in islice(batches, skip, None):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _evaluate(self, dataset: Any) -> tuple[float, float]:
@@ -194,11 +208,27 @@ class Trainer:
         value = loss_sum.item() / seen
         if not math.isfinite(value):
             kept = (f"the last good checkpoint ({self.run.checkpoint_path}, after epoch {self.epoch}) is kept"
-                    if self.epoch else "no checkpoint had been written yet")
+                    if self.history else "no checkpoint had been written yet")
             raise NonFiniteLossError(
                 f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); run stopped and "
                 f"{kept}. Try a lower optim.lr or check the data.")
         return value
+
+    def _start_at(self, step: Any) -> None:
+        """Begin at global step ``step`` (a rewound lottery level): counters and schedule positioned there."""
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < self.total_steps:
+            raise ValueError(f"start step {step!r} of sparsity method {self.method.name!r} is invalid; allowed: an "
+                             f"integer with 0 <= start step < {self.total_steps} (the run's total steps)")
+        if step == 0:
+            return
+        self.start_step = self.step = step
+        self.epoch = step // self.steps_per_epoch
+        with warnings.catch_warnings():  # stepping the schedule before any optimizer.step() is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                self.scheduler.step()
+        log.info("starting at step %d (epoch %d, batch %d) with learning rate %.4g", step, self.epoch + 1,
+                 step % self.steps_per_epoch, self.optimizer.param_groups[0]["lr"])
 
     # ------------------------------------------------------------------ metrics helpers
     def _sparse_flops(self) -> float:
@@ -219,7 +249,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "sparsifier": self.sparsifier.state_dict(),
             "rng": capture_rng_state(), "history": self.history, "train_seconds": self.train_seconds,
-            "train_flops": self.train_flops,
+            "train_flops": self.train_flops, "start_step": self.start_step,
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -234,6 +264,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.start_step = int(state.get("start_step", 0))  # absent in checkpoints of runs started at step 0
         self.history = list(state["history"])
         self.train_seconds, self.train_flops = float(state["train_seconds"]), float(state["train_flops"])
         self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
