@@ -79,14 +79,14 @@ def test_non_contiguous_input_and_chained_layers(backend):
 
 def test_module_from_dense_to_dense_and_state_dict(backend):
     torch.manual_seed(0)
-    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1).double()  # float64 only: one JIT compile per kernel
     mask = torch.rand(conv.weight.shape) < 0.3
     layer = SparseConv2d.from_dense(conv, mask, backend=backend)
     assert torch.equal(layer.to_dense().detach(), conv.weight.detach() * mask)
     assert torch.equal(layer.dense_mask(), mask)
-    x = torch.randn(2, 3, 8, 8)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(layer(x), F.conv2d(x, conv.weight * mask, conv.bias, 2, 1))
-    fresh = SparseConv2d(3, 4, 3, 0.9, stride=2, padding=1, backend=backend)
+    fresh = SparseConv2d(3, 4, 3, 0.9, stride=2, padding=1, backend=backend, dtype=torch.float64)
     fresh.load_state_dict(layer.state_dict())
     torch.testing.assert_close(fresh(x), layer(x))
     assert "density=" in repr(layer) and layer.nnz == int(mask.sum())
@@ -109,12 +109,12 @@ def test_module_init_and_validation():
 
 
 def test_gradient_growth_for_conv_matches_dense_gradient():
-    layer = SparseConv2d(3, 4, 3, 0.3, padding=1, generator=torch.Generator().manual_seed(1),
-                         backend="numba" if _numba() else None)
     if not _numba():
         pytest.skip("gradient capture for conv needs the numba kernels")
+    layer = SparseConv2d(3, 4, 3, 0.3, padding=1, generator=torch.Generator().manual_seed(1),
+                         backend="numba", dtype=torch.float64)
     layer.capture_gradient_inputs(True)
-    x = torch.randn(2, 3, 6, 6)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
     layer(x).pow(2).sum().backward()
     w = layer.to_dense().detach().requires_grad_()
     F.conv2d(x, w, layer.bias.detach(), padding=1).pow(2).sum().backward()

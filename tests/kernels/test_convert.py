@@ -8,9 +8,10 @@ from sparsetime.nn import (SparseConv2d, SparseLinear, dense_state_dict, densify
 
 
 def _model():
+    """float64 throughout, so the conv kernels are JIT-compiled for one dtype only."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 5 * 5, 16), nn.ReLU(), nn.Linear(16, 3))
+                         nn.Linear(4 * 5 * 5, 16), nn.ReLU(), nn.Linear(16, 3)).double()
 
 
 def _masks(model):
@@ -25,7 +26,7 @@ def test_sparsify_keeps_function_and_densify_inverts():
     with torch.no_grad():
         dense[0].weight.mul_(masks["0.weight"])
         dense[3].weight.mul_(masks["3"])
-    x = torch.randn(4, 2, 5, 5)
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
     ref = dense(x)
     model = sparsify(_copy(dense), masks)
     assert isinstance(model[0], SparseConv2d) and isinstance(model[3], SparseLinear)
@@ -46,7 +47,7 @@ def test_dense_state_dict_loads_into_dense_architecture(tmp_path):
     torch.save(sd, path)
     fresh = _model()
     fresh.load_state_dict(torch.load(path, weights_only=True))
-    x = torch.randn(2, 2, 5, 5)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(fresh(x), sparse(x))
 
 
@@ -63,7 +64,7 @@ def test_sparse_weights_round_trip():
         target[3].bias.copy_(sparse[3].bias)
         target[0].bias.copy_(sparse[0].bias)
         target[5].load_state_dict(sparse[5].state_dict())
-    x = torch.randn(2, 2, 5, 5)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(target(x), sparse(x))
     with pytest.raises(ValueError, match="shape"):
         load_sparse_weights(_model(), {"5.weight": tensors["3.weight"]})

@@ -3,8 +3,9 @@
 Thresholds come from ``bench/bench_kernels.py`` on a 2-core AVX2/AVX-512 CPU, 2 threads:
 the numba linear kernels beat dense matmul for forward + both gradients from about 85-90%
 sparsity on layers of a quarter million weights or more; smaller layers are dominated by
-per-call overhead. The direct sparse convolution only wins at about 99% sparsity. The torch
-fallback needs roughly three times sparser layers for the same gain.
+per-call overhead. The direct sparse convolution breaks even around 90% sparsity and wins clearly
+from 95%. The torch fallback needs roughly three times sparser linear layers for the same gain
+(and has no sparse convolution).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .backend import numba_available
 #: density at or below which a large enough linear layer runs sparse under ``execution="auto"``
 AUTO_MAX_DENSITY = 0.15
 #: density at or below which a convolution runs sparse under ``execution="auto"`` (numba only)
-AUTO_MAX_DENSITY_CONV = 0.01
+AUTO_MAX_DENSITY_CONV = 0.05
 #: minimum dense size (number of weights) of a layer for sparse execution under ``"auto"``
 AUTO_MIN_WEIGHTS = 1 << 18
 
