@@ -1,9 +1,11 @@
-"""End-to-end SET-ITOP training of an MLP on Fashion-MNIST: dense epoch vs truly sparse epoch.
+"""End-to-end SET-ITOP training of an MLP on Fashion-MNIST: dense vs masked vs truly sparse epoch.
 
 Default: MLP 784-1000-1000-1000-10, batch 128, SGD lr 0.01 nesterov momentum 0.9 wd 5e-4,
 2 threads, ER densities at overall density 0.02, SET with random growth, ΔT = 100, cosine drop
-fraction 0.5 -> 0.005 (ITOP), topology updates included in the epoch time. Prints epoch times,
-test accuracy, Rs, topology-update cost and peak memory, and the sparse/dense speedup.
+fraction 0.5 -> 0.005 (ITOP), topology updates included in the epoch time. The sparse engines are
+``DynamicSparsity(execution="masked")`` and ``DynamicSparsity(execution="sparse")`` on the same
+dense model and seed. Prints epoch times, test accuracy, Rs, topology-update cost and peak memory,
+and the speedups over dense.
 
 The 1M-neuron memory run (784-250000x4-10, ~20 connections per hidden neuron, sparse only):
 
@@ -30,10 +32,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from sparsetime.core.distributions import compute_densities  # noqa: E402
+import sparsetime as st  # noqa: E402
 from sparsetime.data.idx import find_idx_file, read_idx  # noqa: E402
 from sparsetime.kernels import numba_available  # noqa: E402
-from sparsetime.nn import SparseLinear, prune_and_grow  # noqa: E402
+from sparsetime.nn import SparseLinear  # noqa: E402
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics
 
@@ -46,28 +48,24 @@ def load_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels).long()
 
 
-def build(sizes: list[int], density: float | None, distribution: str, gen: torch.Generator,
-          epsilon: float | None = None) -> nn.Sequential:
-    """Dense MLP (density None) or SparseLinear MLP with per-layer densities."""
+def build_dense(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    shapes = {f"l{i}": (o, n) for i, (n, o) in enumerate(zip(sizes[:-1], sizes[1:]))}
-    if epsilon is not None:  # SET's ER parameterisation: n_l = epsilon * (in + out)
-        dens = {k: min(1.0, epsilon * (i + o) / (i * o)) for k, (o, i) in shapes.items()}
-    elif density is not None:
-        dens = compute_densities(shapes, density, distribution)
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if density is None and epsilon is None:
-            layers.append(nn.Linear(n_in, n_out))
-        else:
-            layers.append(SparseLinear(n_in, n_out, dens[f"l{i}"], generator=gen))
+        layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
-def drop_fraction(t: int, t_end: int, alpha: float = 0.5, f_min: float = 0.005) -> float:
-    """ITOP cosine schedule f(t) = f_min + (alpha - f_min)/2 (1 + cos(pi t / t_end))."""
-    return f_min + (alpha - f_min) / 2 * (1 + math.cos(math.pi * min(t, t_end) / t_end))
+def build_million(sizes: list[int], epsilon: float, gen: torch.Generator) -> nn.Sequential:
+    """SparseLinear MLP built sparse from the start (no dense form exists): SET's ER
+    parameterisation n_l = epsilon * (in + out)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(SparseLinear(n_in, n_out, min(1.0, epsilon * (n_in + n_out) / (n_in * n_out)), generator=gen))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 @torch.no_grad()
@@ -79,17 +77,28 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / len(x)
 
 
-def train(model: nn.Module, data, args, label: str) -> dict:
+def train(kind: str, sizes: list[int], data, args, epsilon: float | None = None) -> dict:
+    """One engine: "dense" (plain nn.Linear), "masked" / "sparse" (DynamicSparsity execution),
+    or "million" (prebuilt SparseLinear layers driven by DynamicSparsity)."""
     (x, y), (xt, yt) = data
+    torch.manual_seed(args.seed)
+    model = build_million(sizes, epsilon, torch.Generator().manual_seed(args.seed)) if kind == "million" \
+        else build_dense(sizes)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sparse = [m for m in model if isinstance(m, SparseLinear)]
-    fired = [m.flat_indices() for m in sparse]
-    n_total = sum(m.in_features * m.out_features for m in sparse) or 1
-    gen = torch.Generator().manual_seed(args.seed + 1)
     steps_per_epoch = math.ceil(len(x) / args.batch)
     if args.max_steps:
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
-    t_end = steps_per_epoch * args.epochs
+    sp = None
+    if kind != "dense":
+        t0 = time.perf_counter()
+        sp = st.DynamicSparsity(
+            model, opt, None if kind == "million" else args.density, distribution=args.distribution,
+            growth=args.growth, drop_fraction=0.5, drop_schedule="cosine", min_drop_fraction=0.005,
+            update_interval=args.delta_t, total_steps=steps_per_epoch * args.epochs, seed=args.seed,
+            execution="masked" if kind == "masked" else "sparse")
+        print(f"  [{kind}] sparsifier built in {time.perf_counter() - t0:.1f} s: "
+              f"{sum(sp.counts.values()):,} of {sum(math.prod(s) for s in sp.shapes.values()):,} weights "
+              f"(density {sp.density():.5f}), layers {sp.layer_execution}", flush=True)
     step, epoch_times, update_times, accs = 0, [], [], []
     for epoch in range(args.epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed + epoch))
@@ -101,26 +110,21 @@ def train(model: nn.Module, data, args, label: str) -> dict:
             loss.backward()
             opt.step()
             step += 1
-            if args.log_every and step % args.log_every == 0:
-                print(f"  [{label}] step {step}: {(time.perf_counter() - start) / (b + 1):.3f} s/step", flush=True)
-            if sparse and step % args.delta_t == 0:
+            if sp is not None:
                 t0 = time.perf_counter()
-                f = drop_fraction(step, t_end)
-                for i, m in enumerate(sparse):
-                    k = int(math.floor(f * m.nnz + 1e-9))
-                    upd = prune_and_grow(m, k, args.growth, gen, opt, fired=fired[i])
-                    fired[i] = upd.fired
-                update_times.append(time.perf_counter() - t0)
+                if sp.step() is not None:
+                    update_times.append(time.perf_counter() - t0)
+            if args.log_every and step % args.log_every == 0:
+                print(f"  [{kind}] step {step}: {(time.perf_counter() - start) / (b + 1):.3f} s/step", flush=True)
         epoch_times.append(time.perf_counter() - start)
         if not args.skip_eval:
             accs.append(accuracy(model, xt, yt))
-        rs = sum(int(f.numel()) for f in fired) / n_total if sparse else 1.0
-        print(f"  [{label}] epoch {epoch + 1}: {epoch_times[-1]:.2f} s"
-              + (f", test acc {accs[-1]:.2%}" if accs else "") + (f", Rs {rs:.4g}" if sparse else ""),
-              flush=True)
+        rs = sp.exploration_rate() if sp is not None else 1.0
+        print(f"  [{kind}] epoch {epoch + 1}: {epoch_times[-1]:.2f} s"
+              + (f", test acc {accs[-1]:.2%}" if accs else "") + (f", Rs {rs:.4g}" if sp else ""), flush=True)
     return {"epoch_s": statistics.median(epoch_times), "acc": accs[-1] if accs else float("nan"),
             "update_ms": 1e3 * statistics.median(update_times) if update_times else 0.0,
-            "rs": rs}
+            "rs": rs, "density": sp.density() if sp is not None else 1.0}
 
 
 def main() -> None:
@@ -142,37 +146,28 @@ def main() -> None:
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--million", action="store_true",
                     help="784-250000x4-10 with ~20 connections per hidden neuron, sparse only")
+    ap.add_argument("--engines", default="dense,masked,sparse",
+                    help="comma-separated subset of dense, masked, sparse (DynamicSparsity execution modes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     epsilon = None
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.skip_dense:
+        engines = [e for e in engines if e != "dense"]
     if args.million:
-        args.hidden, args.layers, args.skip_dense, epsilon = 250_000, 4, True, 10.0
+        args.hidden, args.layers, engines, epsilon = 250_000, 4, ["million"], 10.0
         args.log_every = args.log_every or 50
     sizes = [784] + [args.hidden] * args.layers + [10]
     print(f"threads={torch.get_num_threads()} numba={numba_available()} sizes={sizes}")
     data = (load_split(args.data, True), load_split(args.data, False))
-    results = {}
-    if not args.skip_dense:
-        torch.manual_seed(args.seed)
-        results["dense"] = train(build(sizes, None, args.distribution, torch.Generator()), data, args, "dense")
-    gen = torch.Generator().manual_seed(args.seed)
-    t0 = time.perf_counter()
-    model = build(sizes, args.density, args.distribution, gen, epsilon)
-    build_s = time.perf_counter() - t0
-    sparse = [m for m in model if isinstance(m, SparseLinear)]
-    nnz = sum(m.nnz for m in sparse)
-    total = sum(m.in_features * m.out_features for m in sparse)
-    print(f"sparse model: {nnz:,} weights of {total:,} (density {nnz / total:.5f}), built in {build_s:.1f} s; "
-          + ", ".join(f"{m.out_features}x{m.in_features}@{m.density:.4f}" for m in sparse))
-    results["sparse"] = train(model, data, args, "sparse")
+    results = {kind: train(kind, sizes, data, args, epsilon) for kind in engines}
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("| implementation | density trained | s/epoch | vs dense | test acc | Rs | update ms |")
+    print("| engine | density trained | s/epoch | vs dense | test acc | Rs | update ms |")
     print("|---|---|---|---|---|---|---|")
     dense_s = results.get("dense", {}).get("epoch_s")
     for name, r in results.items():
-        d = 1.0 if name == "dense" else nnz / total
         speed = f"{dense_s / r['epoch_s']:.2f}x" if dense_s else "-"
-        print(f"| {name} | {d:.4f} | {r['epoch_s']:.2f} | {speed} | {r['acc']:.2%} | {r['rs']:.4g} | "
+        print(f"| {name} | {r['density']:.4f} | {r['epoch_s']:.2f} | {speed} | {r['acc']:.2%} | {r['rs']:.4g} | "
               f"{r['update_ms']:.0f} |")
     print(f"peak resident memory: {peak_gib:.2f} GiB")
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .index_sets import grow_unexplored, sample_absent
+
 
 @dataclass
 class LayerView:
@@ -54,6 +56,24 @@ def register_growth(name: str, needs: str | None = None) -> Callable[[Criterion]
     return wrap
 
 
+#: growth criteria whose score is pure noise (plus a fixed preference) are also given as *index
+#: samplers* ``(size, excluded, fired, k, generator) -> sorted flat indices``: they draw k
+#: positions outside the sorted ``excluded`` set without scoring every position. The engine uses
+#: the sampler when one exists, in both execution modes, so a masked and a sparse run draw the
+#: same positions from the same generator state. ``fired()`` returns the sorted flat indices of
+#: every position ever active (computed only when the sampler calls it).
+IndexSampler = Callable[[int, torch.Tensor, Callable[[], torch.Tensor], int, torch.Generator], torch.Tensor]
+GROWTH_SAMPLERS: dict[str, IndexSampler] = {}
+
+
+def register_growth_sampler(name: str) -> Callable[[IndexSampler], IndexSampler]:
+    """Register the index sampler of growth criterion ``name`` (see ``GROWTH_SAMPLERS``)."""
+    def wrap(fn: IndexSampler) -> IndexSampler:
+        GROWTH_SAMPLERS[name] = fn
+        return fn
+    return wrap
+
+
 def register_drop(name: str) -> Callable[[Criterion], Criterion]:
     """Register a drop score (smaller = dropped first)."""
     def wrap(fn: Criterion) -> Criterion:
@@ -66,6 +86,20 @@ def register_drop(name: str) -> Callable[[Criterion], Criterion]:
 def random_growth(view: LayerView) -> torch.Tensor:
     """SET: uniform among the candidates."""
     return view.uniform()
+
+
+@register_growth_sampler("random")
+def random_growth_sampler(size: int, excluded: torch.Tensor, fired: Callable[[], torch.Tensor], k: int,
+                          generator: torch.Generator) -> torch.Tensor:
+    """SET: a uniform k-subset of the candidates (same law as ranking uniform scores)."""
+    return sample_absent(size, excluded, k, generator)
+
+
+@register_growth_sampler("unexplored")
+def unexplored_growth_sampler(size: int, excluded: torch.Tensor, fired: Callable[[], torch.Tensor], k: int,
+                              generator: torch.Generator) -> torch.Tensor:
+    """ITOP appendix F: uniform among never-activated positions first, then among the rest."""
+    return grow_unexplored(size, excluded, fired(), k, generator)
 
 
 @register_growth("gradient", needs="grad")

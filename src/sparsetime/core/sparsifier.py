@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -18,17 +19,20 @@ from torch import nn
 from . import criteria, schedules
 from .distributions import DISTRIBUTIONS, active_count, check_density, compute_densities
 from .exploration import ExplorationTracker
+from .index_sets import complement_sorted, isin_sorted
 from .masks import check_mask, random_mask, sparse_init_
 from .selection import select_sparse_parameters
 from .storage import MaskedStorage
-from .topology import allocate, drop_count, select_drop, select_grow
+from .topk import select_topk
+from .topology import allocate, drop_count, select_grow
 
 log = logging.getLogger("sparsetime")
-EXECUTION_MODES = ("masked",)
+EXECUTION_MODES = ("masked", "sparse", "auto")
 #: optimizers whose update maps (weight 0, gradient 0, state 0) to 0: with gradients masked they
 #: never write to inactive positions, so the per-step re-mask of weights and state can be skipped
 ZERO_PRESERVING_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_STATE_VERSIONS = (1, 2)
 
 
 class DynamicSparsity:
@@ -57,7 +61,18 @@ class DynamicSparsity:
         momentum_beta: EMA coefficient of dense gradients for momentum growth / redistribution.
         seed: seed of the sparsifier's generator (masks, tie-breaks, random growth).
         initial_masks: {name: bool mask} to start from (e.g. from pruning); defines the density.
-        execution: storage of the sparse weights; "masked" (dense tensor + mask).
+        execution: how the sparse layers run. "masked": dense tensor times a bool mask (any layer,
+            any device). "sparse": every nn.Linear / nn.Conv2d of the masked set is replaced, in
+            place in ``model``, by a sparse module (values + int32 CSR indices, sparse kernels),
+            so weights, gradients and optimizer state are O(nnz) and the optimizer is moved onto
+            the modules' ``weight_values``; layers without sparse kernels, and all layers on
+            CUDA, stay masked with a warning. "auto": sparse only where the kernels are faster
+            (large layers at density <= ~0.15, see :func:`sparsetime.kernels.prefer_sparse`).
+            Sparse execution supports the growth criteria with an index sampler (random,
+            unexplored) and gradient (with grad_accumulation 1), without redistribution. Sparse
+            modules already in ``model`` (e.g. a 1M-neuron MLP of SparseLinear layers, which has
+            no dense form) always run sparse and keep their pattern; ``density`` then applies to
+            the model's dense Linear/Conv layers only and may be None when there are none.
         grad_masking: zero inactive gradients in a post-accumulate-grad hook (one pass over the
             gradient) instead of re-masking weights and every optimizer state after each step.
             None (default) turns it on for SGD/Adam/AdamW when no dense gradient is needed every
@@ -97,11 +112,7 @@ class DynamicSparsity:
         grad_masking: bool | None = None,
     ) -> None:
         # ---- validate everything before touching the model (nothing half-initialised) ----
-        if initial_masks is None:
-            if density is None:
-                raise ValueError("density is required (a number in (0, 1]) unless initial_masks are given")
-            density = check_density(density)
-        elif density is not None:
+        if density is not None:  # required below when there are dense layers to sample masks for
             density = check_density(density)
         if not isinstance(distribution, Mapping) and (
                 not isinstance(distribution, str) or distribution.lower() not in DISTRIBUTIONS):
@@ -131,9 +142,13 @@ class DynamicSparsity:
             raise ValueError(f"grad_accumulation must be an int >= 1, got {grad_accumulation!r}")
         if not 0.0 <= momentum_beta < 1.0:
             raise ValueError(f"momentum_beta must be in [0, 1), got {momentum_beta!r}")
-        params = select_sparse_parameters(model, dense_layers, dense_first, dense_last, extra_layers)
+        prebuilt = _sparse_modules(model)
+        params = _select_dense(model, prebuilt, dense_layers, dense_first, dense_last, extra_layers)
+        if initial_masks is None and density is None and params:
+            raise ValueError("density is required (a number in (0, 1]) unless initial_masks are given")
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         missing = [n for n, p in params.items() if id(p) not in held]
+        missing += [n for n, m in prebuilt.items() if id(m.weight_values) not in held]
         if missing:
             raise ValueError(f"the optimizer does not hold these sparse parameters of the model: {', '.join(missing)}; "
                              "build the optimizer from model.parameters() before the sparsifier")
@@ -141,15 +156,19 @@ class DynamicSparsity:
         if initial_masks is not None:
             masks = self._check_initial_masks(params, initial_masks)
             densities = {n: m.sum().item() / m.numel() for n, m in masks.items()}
-        else:
+        elif params:
             shapes = {n: tuple(p.shape) for n, p in params.items()}
             densities = compute_densities(shapes, density, distribution, erk_power)
             masks = {n: random_mask(tuple(p.shape), active_count(densities[n], p.numel()), generator, p.device)
                      for n, p in params.items()}
+        else:
+            masks, densities = {}, {}
+        to_convert = _plan_execution(model, params, densities, execution, growth, redistribution,
+                                     grad_accumulation, prebuilt)
+        order = {f"{m}.weight" if m else "weight": i for i, (m, _) in enumerate(model.named_modules())}
 
         # ---- commit ----
         self.model, self.optimizer = model, optimizer
-        self.params = params
         self.target_density = density
         self.distribution = distribution
         self.growth, self.drop = growth, drop
@@ -161,56 +180,93 @@ class DynamicSparsity:
         self.grad_accumulation, self.momentum_beta = grad_accumulation, float(momentum_beta)
         self.seed, self.execution = int(seed), execution
         self.generator = generator
-        self.layer_target_densities = densities
+        self.layer_target_densities = {**densities, **{n: m.density for n, m in prebuilt.items()}}
         self._step = 0
         self.update_history: list[dict] = []
-        self.storage = MaskedStorage(params, masks, optimizer)
-        self.counts = {n: int(m.sum()) for n, m in masks.items()}
-        self.tracker = ExplorationTracker(self.storage.masks)
-        self._needs_grad = growth in criteria.NEEDS_GRAD
-        self._needs_momentum = growth in criteria.NEEDS_MOMENTUM or self.redistribution
-        self._momentum = {n: torch.zeros_like(p) for n, p in params.items()} if self._needs_momentum else {}
-        self._grad_sum: dict[str, torch.Tensor] = {}
         if sparse_init is None:
             sparse_init = initial_masks is None
         self.sparse_init = bool(sparse_init)
         if self.sparse_init:
             for n, p in params.items():
-                sparse_init_(p.data, self.storage.masks[n])
+                sparse_init_(p.data, masks[n])
+        sparse_layers = dict(prebuilt)
+        if to_convert:
+            from ..nn.storage import convert_to_sparse
+            sparse_layers.update(convert_to_sparse(model, optimizer, {n: masks[n] for n in to_convert}))
+        #: names of every sparse layer (weights named as in the dense model, e.g. "fc1.weight"), model order
+        self.layer_names = sorted([*params, *prebuilt], key=lambda n: order.get(n, len(order)))
+        #: dense parameters of the layers executed masked
+        self.params = {n: p for n, p in params.items() if n not in sparse_layers}
+        self.shapes = {n: tuple(p.shape) for n, p in params.items()}
+        self.shapes.update({n: tuple(m.weight_shape) for n, m in prebuilt.items()})
+        self.storage = MaskedStorage(self.params, {n: masks[n] for n in self.params}, optimizer)
+        self.sparse_storage = None
+        if sparse_layers:
+            from ..nn.storage import SparseStorage
+            self.sparse_storage = SparseStorage(sparse_layers, optimizer)
+        self.counts = {n: int(self.storage.masks[n].sum()) for n in self.params}
+        self.counts.update({n: self.sparse_storage.count(n) for n in sparse_layers})
+        self.tracker = ExplorationTracker(self.storage.masks, {
+            n: (self.sparse_storage.size(n), self.sparse_storage.active(n)) for n in sparse_layers})
+        self._needs_grad = growth in criteria.NEEDS_GRAD
+        self._needs_momentum = growth in criteria.NEEDS_MOMENTUM or self.redistribution
+        self._momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if self._needs_momentum else {}
+        self._grad_sum: dict[str, torch.Tensor] = {}
         self.storage.apply()
         if grad_masking is None:
             grad_masking = (type(optimizer) in ZERO_PRESERVING_OPTIMIZERS and not self._needs_momentum
                             and not _multi_process())
         self.grad_masking = bool(grad_masking)
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_grad_hook(n))
-                       for n, p in params.items()] if self.grad_masking else []
-        log.info("sparsetime: %d sparse layers, realised density %.5f (target %s)\n%s",
-                 len(params), self.density(), density, self.format_layer_table())
+                       for n, p in self.params.items()] if self.grad_masking else []
+        self._sync_gradient_capture()
+        log.info("sparsetime: %d sparse layers (%d executed sparse), realised density %.5f (target %s)\n%s",
+                 len(self.layer_names), len(sparse_layers), self.density(), density, self.format_layer_table())
 
     # ------------------------------------------------------------------ public API
     @property
     def masks(self) -> dict[str, torch.Tensor]:
-        """{fully qualified parameter name: bool mask} (live; do not modify in place)."""
-        return self.storage.masks
+        """{weight name: bool mask} of every sparse layer. Live for masked layers (do not modify in
+        place); materialised on each access for layers executed sparse (O(size) memory)."""
+        if self.sparse_storage is None:
+            return self.storage.masks
+        return {n: self.storage.masks[n] if n in self.storage.masks else self.sparse_storage.dense_mask(n)
+                for n in self.layer_names}
 
     @property
     def fired_masks(self) -> dict[str, torch.Tensor]:
-        return self.tracker.fired
+        """{weight name: bool mask of every position ever active} (materialised for sparse layers)."""
+        return {n: self.tracker.fired_mask(n, self.shapes[n]) for n in self.layer_names}
+
+    @property
+    def layer_execution(self) -> dict[str, str]:
+        """{weight name: "masked" or "sparse"}: how each layer runs (see ``execution``)."""
+        return {n: "masked" if n in self.params else "sparse" for n in self.layer_names}
 
     @property
     def step_count(self) -> int:
         return self._step
 
+    def active_indices(self, name: str) -> torch.Tensor:
+        """Sorted int64 flat indices of the active weights of layer ``name`` (either execution)."""
+        if name in self.params:
+            return self.storage.masks[name].reshape(-1).nonzero().squeeze(1)
+        return self.sparse_storage.active(name)
+
     def density(self) -> float:
         """Realised density over the masked set."""
-        return sum(self.counts.values()) / sum(p.numel() for p in self.params.values())
+        return sum(self.counts.values()) / sum(self._size(n) for n in self.layer_names)
+
+    def current_densities(self) -> dict[str, float]:
+        """{weight name: realised density} of every sparse layer (no dense mask is built)."""
+        return {n: self.counts[n] / self._size(n) for n in self.layer_names}
 
     def exploration_rate(self) -> float:
         """The ITOP rate Rs = sum |F_l| / sum N_l over the masked set."""
         return self.tracker.rate()
 
     def layer_exploration_rates(self) -> dict[str, float]:
-        return {n: self.tracker.layer_rate(n) for n in self.params}
+        return {n: self.tracker.layer_rate(n) for n in self.layer_names}
 
     def exploration_stats(self) -> dict:
         """Rs, survival to the next update, reliably-explored fraction, lifetime histogram."""
@@ -227,22 +283,23 @@ class DynamicSparsity:
         return end is None or step <= end
 
     def layer_report(self) -> list[dict]:
-        """Per layer: name, shape, size, density, active count, target density, Rs."""
+        """Per layer: name, shape, size, density, active count, target density, Rs, execution."""
         return [{
             "name": n,
-            "shape": tuple(p.shape),
-            "size": p.numel(),
+            "shape": self.shapes[n],
+            "size": self._size(n),
             "active": self.counts[n],
-            "density": self.counts[n] / p.numel(),
+            "density": self.counts[n] / self._size(n),
             "target_density": self.layer_target_densities[n],
             "itop_rate": self.tracker.layer_rate(n),
-        } for n, p in self.params.items()]
+            "execution": "masked" if n in self.params else "sparse",
+        } for n in self.layer_names]
 
     def format_layer_table(self) -> str:
-        rows = [f"{'layer':<32} {'shape':<20} {'N_l':>10} {'d_l':>8} {'n_l':>10} {'Rs':>7}"]
+        rows = [f"{'layer':<32} {'shape':<20} {'N_l':>10} {'d_l':>8} {'n_l':>10} {'Rs':>7} {'exec':>6}"]
         for r in self.layer_report():
             rows.append(f"{r['name']:<32} {str(r['shape']):<20} {r['size']:>10} {r['density']:>8.4f} "
-                        f"{r['active']:>10} {r['itop_rate']:>7.4f}")
+                        f"{r['active']:>10} {r['itop_rate']:>7.4f} {r['execution']:>6}")
         return "\n".join(rows)
 
     @torch.no_grad()
@@ -262,9 +319,9 @@ class DynamicSparsity:
                     self._momentum[n].lerp_(p.grad, 1.0 - self.momentum_beta)
         if self._needs_grad and self.grad_accumulation > 1 and self.update_interval is not None:
             self._accumulate_grad(t)
-        if not update:
-            return None
-        return self.update_topology()
+        stats = self.update_topology() if update else None
+        self._sync_gradient_capture()
+        return stats
 
     def remove_hooks(self) -> None:
         """Detach the gradient hooks (e.g. before training the model densely again)."""
@@ -275,12 +332,17 @@ class DynamicSparsity:
 
     @torch.no_grad()
     def update_topology(self) -> dict:
-        """Drop and regrow every layer now (SPEC §4); returns this update's statistics."""
+        """Drop and regrow every layer now (SPEC §4); returns this update's statistics.
+
+        Both execution modes run the same steps on sorted flat indices: drop the k_l active weights
+        with the smallest drop score (seeded tie-break), then grow k_l strictly inactive positions,
+        all drops before all growths, so equal weights and generator states give equal topologies.
+        """
         t = self._step
         fraction = self.drop_fraction_at(t)
         plans = {}
-        for n, p in self.params.items():
-            n_active, size = self.counts[n], p.numel()
+        for n in self.layer_names:
+            n_active, size = self.counts[n], self._size(n)
             if n_active in (0, size):
                 continue
             k = drop_count(fraction, n_active)
@@ -288,42 +350,47 @@ class DynamicSparsity:
                 k = min(k, size - n_active)
             if k == 0:
                 continue
-            mask = self.storage.mask(n)
-            view = self._view(n)
-            active_idx = mask.reshape(-1).nonzero().squeeze(1)
-            dropped = select_drop(active_idx, self.drop_fn(view), k, self.generator)
-            plans[n] = (view, dropped)
+            active = self.active_indices(n)
+            local = select_topk(self._drop_scores(n, active), k, self.generator, largest=False)
+            plans[n] = (active, local)
         grow_counts = self._grow_counts(plans)
         stats = {"step": t, "drop_fraction": fraction, "dropped": 0, "grown": 0, "changed": 0, "removed": 0}
-        for n, (view, dropped) in plans.items():
-            old = self.storage.mask(n)
-            after_drop = old.clone().reshape(-1)
-            after_drop[dropped] = False
-            candidates = (~after_drop if self.regrow_dropped else ~old.reshape(-1)).nonzero().squeeze(1)
-            grown = select_grow(candidates, self.growth_fn(view), grow_counts[n], self.generator)
-            new = after_drop
-            new[grown] = True
-            new = new.reshape(old.shape)
-            self.tracker.record(n, t, self.params[n], dropped, grown, new, old)
-            self.storage.set_mask(n, new)
-            self.storage.zero_positions(n, grown)
-            changed = int((new & ~old).sum())
-            old_count = self.counts[n]
+        for n, (active, local) in plans.items():
+            keep = torch.ones(active.numel(), dtype=torch.bool, device=active.device)
+            keep[local] = False
+            keep = keep.nonzero().squeeze(1)
+            dropped = active[local]
+            grown = self._grow(n, active[keep] if self.regrow_dropped else active, grow_counts[n])
+            if n in self.params:
+                old = self.storage.mask(n)
+                new = torch.zeros(old.numel(), dtype=torch.bool, device=old.device)
+                new[active[keep]] = True
+                new[grown] = True
+                new = new.view(old.shape)
+                self.tracker.record(n, t, self.params[n], dropped, grown, new, old)
+                self.storage.set_mask(n, new)
+                self.storage.zero_positions(n, grown)
+            else:
+                values = self.sparse_storage.values(n)
+                src = self.sparse_storage.update(n, keep, grown)
+                self.tracker.record_index(n, t, values, active, local, grown, src)
+            regrown = int(isin_sorted(dropped, grown).sum())
+            changed = grown.numel() - regrown
             self.counts[n] += grown.numel() - dropped.numel()
             stats["dropped"] += dropped.numel()
             stats["grown"] += grown.numel()
             stats["changed"] += changed
-            stats["removed"] += old_count - (self.counts[n] - changed)
+            stats["removed"] += dropped.numel() - regrown
         self.tracker.finish_update(t)
         self.storage.apply()
         self._grad_sum.clear()
-        active = sum(self.counts.values())
-        total = sum(p.numel() for p in self.params.values())
+        active_total = sum(self.counts.values())
+        total = sum(self._size(n) for n in self.layer_names)
         stats.update({
-            "replaced_fraction": stats["changed"] / active if active else 0.0,
+            "replaced_fraction": stats["changed"] / active_total if active_total else 0.0,
             "hamming": (stats["changed"] + stats["removed"]) / total,
             "itop_rate": self.tracker.rate(),
-            "density": active / total,
+            "density": active_total / total,
         })
         self.update_history.append(stats)
         log.info("step %d: topology update, drop fraction %.4f, replaced %.4f of active, Rs %.4f",
@@ -332,13 +399,19 @@ class DynamicSparsity:
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
-        """Everything needed to continue bit-for-bit: masks, fired masks, lifetimes, step, RNG."""
+        """Everything needed to continue bit-for-bit: topology, exploration state, step, RNG.
+
+        Masked layers save a bool ``masks`` entry, sparse layers their sorted active flat indices
+        (``active``); either loads into either execution mode.
+        """
         return {
             "version": STATE_VERSION,
             "step": self._step,
-            "names": list(self.params),
-            "shapes": {n: list(p.shape) for n, p in self.params.items()},
+            "names": list(self.layer_names),
+            "shapes": {n: list(self.shapes[n]) for n in self.layer_names},
             "masks": {n: m.cpu().clone() for n, m in self.storage.masks.items()},
+            "active": {n: self.sparse_storage.active(n).cpu().clone()
+                       for n in self.layer_names if n not in self.params},
             "exploration": self.tracker.state_dict(),
             "generator": self.generator.get_state(),
             "momentum": {n: t.cpu().clone() for n, t in self._momentum.items()},
@@ -349,26 +422,39 @@ class DynamicSparsity:
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore from :meth:`state_dict`; names and shapes must match this sparsifier's layers."""
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+        if not isinstance(state, Mapping) or state.get("version") not in READABLE_STATE_VERSIONS:
             raise ValueError(f"not a sparsetime DynamicSparsity state (expected version {STATE_VERSION})")
-        mine, theirs = set(self.params), set(state["masks"])
+        saved_active = dict(state.get("active", {}))
+        mine, theirs = set(self.layer_names), set(state["masks"]) | set(saved_active)
         if mine != theirs:
             raise ValueError(f"checkpoint masks do not match the model's sparse layers: missing "
                              f"{sorted(mine - theirs)}, unexpected {sorted(theirs - mine)}")
-        masks = {n: check_mask(n, state["masks"][n], self.params[n].shape) for n in self.params}
-        for n, m in masks.items():
-            self.storage.set_mask(n, m)
-            self.counts[n] = int(m.sum())
-        self.tracker.load_state_dict(state["exploration"])
+        active: dict[str, torch.Tensor] = {}
+        for n in self.layer_names:
+            if n in state["masks"]:
+                mask = check_mask(n, state["masks"][n], self.shapes[n])
+                active[n] = mask.reshape(-1).nonzero().squeeze(1)
+            else:
+                active[n] = _check_active(n, saved_active[n], self._size(n))
+        for n in self.layer_names:
+            if n in self.params:
+                mask = torch.zeros(self._size(n), dtype=torch.bool)
+                mask[active[n]] = True
+                self.storage.set_mask(n, mask.view(self.shapes[n]))
+            else:
+                self.sparse_storage.set_active(n, active[n])
+            self.counts[n] = active[n].numel()
+        self.tracker.load_state_dict(state["exploration"], active)
         self.generator.set_state(state["generator"])
         self._step = int(state["step"])
         for n in self._momentum:
             if n in state["momentum"]:
                 self._momentum[n] = state["momentum"][n].to(self.params[n].device)
-        self._grad_sum = {n: t.to(self.params[n].device) for n, t in state["grad_sum"].items()}
+        self._grad_sum = {n: t.to(self.params[n].device) for n, t in state["grad_sum"].items() if n in self.params}
         self.update_history = list(state["history"])
         self.layer_target_densities = dict(state["layer_target_densities"])
         self.storage.apply()
+        self._sync_gradient_capture()
 
     # ------------------------------------------------------------------ internals
     def _make_grad_hook(self, name: str):
@@ -377,6 +463,38 @@ class DynamicSparsity:
             if not self.is_update_step(self._step + 1):
                 self.storage.mask_grad(name)
         return hook
+
+    def _size(self, name: str) -> int:
+        return math.prod(self.shapes[name])
+
+    def _sync_gradient_capture(self) -> None:
+        """Sparse layers keep their input and output gradient only for the backward before an
+        update step with gradient growth (what RigL's dense gradient score is computed from)."""
+        if self.sparse_storage is not None and self._needs_grad:
+            self.sparse_storage.capture_gradients(self.is_update_step(self._step + 1))
+
+    def _drop_scores(self, name: str, active: torch.Tensor) -> torch.Tensor:
+        """Drop scores of the active weights of ``name``, aligned with ``active``.
+
+        Sparse layers give the criterion a view of their active entries only: ``weight`` is the
+        1-D values, ``mask`` and ``fired`` are all True.
+        """
+        if name in self.params:
+            return self.drop_fn(self._view(name)).reshape(-1)[active]
+        values = self.sparse_storage.values(name)
+        ones = torch.ones(values.shape, dtype=torch.bool, device=values.device)
+        view = criteria.LayerView(name=name, weight=values, mask=ones, fired=ones, generator=self.generator)
+        return self.drop_fn(view).reshape(-1)
+
+    def _grow(self, name: str, excluded: torch.Tensor, k: int) -> torch.Tensor:
+        """Sorted flat indices of k positions outside ``excluded`` (the growth criterion's pick)."""
+        sampler = criteria.GROWTH_SAMPLERS.get(self.growth)
+        if sampler is not None:
+            return sampler(self._size(name), excluded, lambda: self.tracker.fired_indices(name), k, self.generator)
+        if name not in self.params:  # gradient growth of a sparse layer, scored in row blocks
+            return self.sparse_storage.gradient_topk(name, k, excluded, self.generator)
+        candidates = complement_sorted(excluded, self._size(name))
+        return select_grow(candidates, self.growth_fn(self._view(name)), k, self.generator)
 
     def _end_step(self) -> float | None:
         if self.total_steps is None:
@@ -409,7 +527,7 @@ class DynamicSparsity:
             weights.append(float((self._momentum[n].abs() * mask).sum()) / active)
         caps = []
         for n in names:
-            size, dropped = self.params[n].numel(), plans[n][1].numel()
+            size, dropped = self._size(n), plans[n][1].numel()
             caps.append(size - (self.counts[n] - dropped) if self.regrow_dropped else size - self.counts[n])
         total = sum(plans[n][1].numel() for n in names)
         return dict(zip(names, allocate(total, weights, caps)))
@@ -440,3 +558,80 @@ def _multi_process() -> bool:
     """True inside an initialised process group of more than one rank (DDP may rewrite grads)."""
     dist = torch.distributed
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _sparse_modules(model: nn.Module) -> dict:
+    """{weight name: module} of the sparse modules (values + CSR) already in ``model``."""
+    from ..nn.base import SparseModule  # the kernels layer; imported only when needed
+
+    return {f"{name}.weight" if name else "weight": m for name, m in model.named_modules()
+            if isinstance(m, SparseModule)}
+
+
+def _select_dense(model: nn.Module, prebuilt: Mapping, dense_layers, dense_first, dense_last,
+                  extra_layers) -> dict[str, nn.Parameter]:
+    """The dense weights to sparsify; may be empty when the model already has sparse modules."""
+    from .selection import candidate_parameters
+
+    if prebuilt and not candidate_parameters(model) and not extra_layers:
+        return {}
+    try:
+        return select_sparse_parameters(model, dense_layers, dense_first, dense_last, extra_layers)
+    except ValueError as exc:
+        if prebuilt and "nothing is left to sparsify" in str(exc):
+            return {}
+        raise
+
+
+def _plan_execution(model: nn.Module, params: Mapping[str, nn.Parameter], densities: Mapping[str, float],
+                    execution: str, growth: str, redistribution: bool, grad_accumulation: int,
+                    prebuilt: Mapping) -> list[str]:
+    """Names of the dense layers to convert to sparse modules (validated, before any change)."""
+    blocker = None
+    if growth not in criteria.GROWTH_SAMPLERS and growth != "gradient":
+        allowed = ", ".join(sorted([*criteria.GROWTH_SAMPLERS, "gradient"]))
+        blocker = f"growth={growth!r} (it scores every dense position; sparse execution supports {allowed})"
+    elif redistribution:
+        blocker = "redistribution=True (it needs a dense momentum of every weight)"
+    elif growth == "gradient" and grad_accumulation > 1:
+        blocker = f"gradient growth with grad_accumulation={grad_accumulation} (sparse execution uses 1)"
+    if blocker is not None:
+        if prebuilt:
+            raise ValueError(f"the model holds sparse modules ({', '.join(prebuilt)}), which cannot run {blocker}")
+        if execution == "sparse":
+            raise ValueError(f"execution='sparse' cannot run {blocker}; use execution='masked'")
+        return []
+    if execution == "masked" or not params:
+        return []
+    from ..kernels.backend import numba_available
+    from ..kernels.heuristics import prefer_sparse, sparse_execution_supported
+    from ..nn.storage import why_not_convertible
+
+    chosen, unsupported, off_device = [], {}, {}
+    for n, p in params.items():
+        reason = why_not_convertible(model, n)
+        if reason is None and growth == "gradient" and p.dim() == 4 and not numba_available():
+            reason = "Conv2d with gradient growth (its block-wise gradient score needs numba)"
+        if reason is not None:
+            unsupported[n] = reason
+        elif not sparse_execution_supported(p.device):
+            off_device[n] = str(p.device)
+        elif execution == "sparse" or prefer_sparse(tuple(p.shape), densities[n], p.device):
+            chosen.append(n)
+    if execution == "sparse" and off_device:
+        warnings.warn(f"execution='sparse': no sparse kernels on {sorted(set(off_device.values()))} yet; layers "
+                      f"{', '.join(off_device)} run masked", UserWarning, stacklevel=3)
+    if execution == "sparse" and unsupported:
+        warnings.warn("execution='sparse': these layers run masked: " + "; ".join(
+            f"{n}: {r}" for n, r in unsupported.items()), UserWarning, stacklevel=3)
+    return chosen
+
+
+def _check_active(name: str, flat: torch.Tensor, size: int) -> torch.Tensor:
+    """A saved set of active positions: sorted, unique int64 flat indices in [0, size)."""
+    if not isinstance(flat, torch.Tensor) or flat.dim() != 1 or flat.is_floating_point():
+        raise ValueError(f"saved active indices of {name!r} must be a 1-D integer tensor")
+    flat = flat.long().cpu()
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= size or bool((flat[1:] <= flat[:-1]).any())):
+        raise ValueError(f"saved active indices of {name!r} must be sorted, unique and in [0, {size})")
+    return flat

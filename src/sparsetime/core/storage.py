@@ -56,7 +56,8 @@ class MaskedStorage:
             for t in (p, *self.state_tensors(name)):
                 tensors.append(t.data if isinstance(t, torch.nn.Parameter) else t)
                 masks.append(m if t.dtype == m.dtype else m.to(t.dtype))
-        torch._foreach_mul_(tensors, masks)
+        if tensors:
+            torch._foreach_mul_(tensors, masks)
 
     @torch.no_grad()
     def mask_grad(self, name: str) -> None:

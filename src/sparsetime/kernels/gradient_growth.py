@@ -3,8 +3,8 @@
 The dense weight gradient ``G = dY^T X`` is computed in blocks of rows; each block's |G| competes
 in a streaming top-k, so memory is O(block_rows * in_features + k). Ties at the k-th score (for
 example many exactly-zero gradients) are broken uniformly at random with the caller's generator:
-if the streaming pass had to cut a tie, a second pass draws a random key for every tied candidate
-and keeps the smallest keys.
+if the streaming pass had to cut a tie, a second pass lists the tied candidates and draws them
+exactly as :func:`sparsetime.core.topk.topk_mask` does (memory O(number of tied candidates)).
 """
 from __future__ import annotations
 
@@ -76,23 +76,21 @@ def blockwise_topk(block_grad: BlockGrad, shape: tuple[int, int], excluded: torc
     tau = float(best_v.min())
     if cut < tau:
         return best_i.sort().values
-    # a tie at the threshold was cut somewhere: choose the tied candidates uniformly at random
+    # a tie at the threshold was cut somewhere: choose the tied candidates uniformly at random, with
+    # the same draw as core.topk.topk_mask over the candidates (a randperm over the tied positions in
+    # ascending order), so the masked and the sparse engine pick the same positions
     sure = best_i[best_v > tau]
     need = k - sure.numel()
-    key_v = torch.empty(0, dtype=torch.long, device=dev)
-    key_i = torch.empty(0, dtype=torch.long, device=dev)
+    tied_all = []
     for r0 in range(0, out_f, rows):
         r1 = min(out_f, r0 + rows)
         s = _block_scores(block_grad, r0, r1, excluded, in_f)
         tied = (s == tau).nonzero().squeeze(1)
-        if tied.numel() == 0:
-            continue
-        keys = torch.randint(0, 2**62, (tied.numel(),), generator=generator).to(dev)
-        key_v = torch.cat([key_v, keys])
-        key_i = torch.cat([key_i, tied + r0 * in_f])
-        if key_v.numel() > need:
-            key_v, j = torch.topk(key_v, need, largest=False)
-            key_i = key_i[j]
+        if tied.numel():
+            tied_all.append(tied + r0 * in_f)
+    tied = torch.cat(tied_all)
+    pick = torch.randperm(tied.numel(), generator=generator, device="cpu")[:need].to(dev)
+    key_i = tied[pick]
     chosen = torch.cat([sure, key_i])
     if isin_sorted(excluded, chosen).any():  # pragma: no cover - guarded by the -inf scores
         raise RuntimeError("gradient growth picked an excluded position")

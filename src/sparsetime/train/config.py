@@ -28,6 +28,11 @@ SCHEDULES = ("none", "multistep", "cosine")
 
 # Fields that do not change what a run computes: left out of the run hash.
 NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers")
+# Fields left out of the run hash while they hold their default, so adding them kept the names of
+# earlier run directories. A run with another value gets its own directory (its checkpoint stores
+# sparse modules instead of dense weights).
+HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked"}
+EXECUTION_MODES = ("masked", "sparse", "auto")
 
 
 @dataclass
@@ -77,6 +82,9 @@ class SparsityConfig:
     # masks that seed a DST run: a pruning method (snip, grasp, synflow, magnitude, random), a masks
     # file ({name: bool tensor}, torch.save) or a run directory whose checkpoint holds masks
     init_mask: str | None = None
+    # how sparse layers run: "masked" (dense weight x mask), "sparse" (sparse modules and kernels,
+    # O(nnz) memory; CPU) or "auto" (sparse where faster). See DynamicSparsity(execution=...).
+    execution: str = "masked"
 
 
 @dataclass
@@ -358,7 +366,8 @@ def config_to_yaml(config: Config) -> str:
 def config_hash(config: Config, length: int = 8) -> str:
     """Hash of everything that changes results (``NON_RESULT_KEYS`` excluded)."""
     data = config_to_dict(config)
-    for key in NON_RESULT_KEYS:
+    omitted = [*NON_RESULT_KEYS, *(k for k, default in HASHED_UNLESS_DEFAULT.items() if _get(data, k) == default)]
+    for key in omitted:
         *parents, last = key.split(".")
         section = data
         for p in parents:
@@ -366,6 +375,12 @@ def config_hash(config: Config, length: int = 8) -> str:
         section.pop(last, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[part]
+    return data
 
 
 def default_run_name(config: Config) -> str:

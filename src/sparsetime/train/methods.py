@@ -73,6 +73,7 @@ class SparsityMethod:
     description: str = ""
     check: Check | None = None  # raises ValueError for bad method options, before anything is written
     init_mask: bool = False  # whether ``sparsity.init_mask`` may seed the method's masks
+    sparse_execution: bool = False  # whether ``sparsity.execution`` may be "sparse"/"auto"
 
 
 _METHODS: dict[str, SparsityMethod] = {}
@@ -81,11 +82,14 @@ _METHODS: dict[str, SparsityMethod] = {}
 def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier], *,
                     defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
                     step_flops: StepFlops | None = None, description: str = "", check: Check | None = None,
-                    init_mask: bool = False, replace: bool = False) -> SparsityMethod:
+                    init_mask: bool = False, sparse_execution: bool = False,
+                    replace: bool = False) -> SparsityMethod:
     """Register ``build`` under ``name`` (a ``sparsity.method`` value).
 
     ``check(resolved_sparsity)`` validates method options at resolve time; ``init_mask`` says
-    whether ``sparsity.init_mask`` is accepted (the factory must then honour it).
+    whether ``sparsity.init_mask`` is accepted (the factory must then honour it);
+    ``sparse_execution`` whether ``sparsity.execution`` may be "sparse"/"auto" (the factory must
+    then pass it to :class:`~sparsetime.DynamicSparsity`).
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
@@ -96,7 +100,8 @@ def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier],
         if key not in known:
             raise ValueError(f"method {name!r}: {key!r} is not a sparsity field; allowed: {', '.join(sorted(known))}")
     method = SparsityMethod(name, build, dict(defaults or {}), dict(fixed or {}),
-                            step_flops or _sparse_step_flops, description, check, bool(init_mask))
+                            step_flops or _sparse_step_flops, description, check, bool(init_mask),
+                            bool(sparse_execution))
     _METHODS[name] = method
     return method
 
@@ -128,6 +133,14 @@ def resolve_sparsity(cfg: SparsityConfig) -> SparsityConfig:
         from .pruning_methods import check_init_mask
 
         check_init_mask(resolved.init_mask)
+    from .config import EXECUTION_MODES
+
+    if resolved.execution not in EXECUTION_MODES:
+        raise ValueError(f"sparsity.execution={resolved.execution!r} is not known; allowed: {', '.join(EXECUTION_MODES)}")
+    if resolved.execution != "masked" and not method.sparse_execution:
+        takers = sorted(n for n, m in _METHODS.items() if m.sparse_execution)
+        raise ValueError(f"sparsity.execution={resolved.execution!r} is not supported by method {cfg.method!r} "
+                         f"(it needs dense weights); allowed: 'masked', or one of the methods {', '.join(takers)}")
     if method.check is not None:
         method.check(resolved)
     return resolved
@@ -173,7 +186,7 @@ def _build_dynamic(ctx: SparsifierContext) -> Sparsifier:
         update_interval=s.update_interval,
         total_steps=ctx.total_steps, stop_fraction=s.stop_fraction, dense_layers=s.dense_layers or None,
         dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init and initial is None,
-        redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, **options,
+        redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, execution=s.execution, **options,
     )
 
 
@@ -189,17 +202,17 @@ def _snfs_step_flops(f_sparse: float, f_dense: float, update_interval: int | Non
 _DST = {"distribution": "erk", "drop_schedule": "cosine", "redistribution": False, "min_drop_fraction": 0.0}
 register_method("dense", lambda ctx: DenseTraining(), fixed={"density": 1.0, "update_interval": None},
                 step_flops=lambda f_s, f_d, dt: 3.0 * f_d, description="dense training (no masks)")
-register_method("static", _build_dynamic, init_mask=True, fixed={"update_interval": None},
+register_method("static", _build_dynamic, init_mask=True, sparse_execution=True, fixed={"update_interval": None},
                 defaults={**_DST, "growth": "random", "drop_fraction": 0.5, "stop_fraction": 1.0},
                 description="fixed random sparse mask")
-register_method("set", _build_dynamic, init_mask=True,
+register_method("set", _build_dynamic, init_mask=True, sparse_execution=True,
                 defaults={**_DST, "growth": "random", "drop_fraction": 0.5, "stop_fraction": 1.0,
                           "min_drop_fraction": 0.005},
                 description="SET / SET-ITOP: magnitude drop, random growth")
-register_method("rigl", _build_dynamic, init_mask=True, step_flops=_rigl_step_flops,
+register_method("rigl", _build_dynamic, init_mask=True, sparse_execution=True, step_flops=_rigl_step_flops,
                 defaults={**_DST, "growth": "gradient", "drop_fraction": 0.3, "stop_fraction": 0.75},
                 description="RigL: magnitude drop, dense-gradient growth")
-register_method("snfs", _build_dynamic, init_mask=True, step_flops=_snfs_step_flops,
+register_method("snfs", _build_dynamic, init_mask=True, sparse_execution=True, step_flops=_snfs_step_flops,
                 defaults={**_DST, "distribution": "uniform", "redistribution": True, "growth": "momentum",
                           "drop_fraction": 0.5, "stop_fraction": 1.0},
                 description="SNFS: magnitude drop, momentum growth, momentum redistribution")

@@ -126,6 +126,8 @@ def load_masks(path: str | Path) -> Masks:
         raise ValueError(f"no masks at {str(path)!r}: expected a masks file or a run directory with checkpoint.pt")
     state = torch.load(file, map_location="cpu", weights_only=True)
     for key in ("sparsifier", "dynamic", "masks"):  # run checkpoint -> lth level state -> DynamicSparsity state
+        if isinstance(state, Mapping) and key == "masks" and isinstance(state.get("active"), Mapping):
+            state = _masks_with_active(state)  # layers a sparse-execution run stored as active indices
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping) or not state or not all(
@@ -142,6 +144,19 @@ def check_init_mask(value: str) -> None:
     if not (path.is_file() or (path / "checkpoint.pt").is_file()):
         raise ValueError(f"sparsity.init_mask = {value!r} is neither a pruning method ({', '.join(PRUNE_AT_INIT)}) "
                          "nor an existing masks file or run directory with checkpoint.pt")
+
+
+def _masks_with_active(state: Mapping) -> dict[str, Any]:
+    """A DynamicSparsity state whose ``masks`` also cover the layers saved as sorted active indices."""
+    masks = dict(state.get("masks") or {})
+    shapes = state.get("shapes") or {}
+    for name, flat in state["active"].items():
+        if name not in shapes or not isinstance(flat, torch.Tensor):
+            raise ValueError(f"sparsifier state has active indices for {name!r} but no shape for it")
+        mask = torch.zeros(math.prod(shapes[name]), dtype=torch.bool)
+        mask[flat.long()] = True
+        masks[name] = mask.view(*shapes[name])
+    return {**state, "masks": masks}
 
 
 def initial_masks(ctx: SparsifierContext, options: Mapping[str, Any] | None = None) -> Masks:
@@ -169,7 +184,8 @@ def _static(ctx: SparsifierContext, masks: Masks) -> Any:
     import sparsetime as st
 
     return st.DynamicSparsity(ctx.model, ctx.optimizer, None, initial_masks=masks, update_interval=None,
-                              sparse_init=False, seed=ctx.seed, **_selection(ctx.sparsity))
+                              sparse_init=False, seed=ctx.seed, execution=ctx.sparsity.execution,
+                              **_selection(ctx.sparsity))
 
 
 # ----------------------------------------------------------------------------- pruning at initialisation
@@ -372,7 +388,7 @@ def lth_levels_for(density: float, fraction: float) -> int:
 _STATIC = {"update_interval": None}
 for _name in PRUNE_AT_INIT:
     register_method(_name, _build_prune_at_init(_name), fixed=_STATIC, check=_check_prune_at_init(_name),
-                    description=f"{_name} pruning at initialisation, then static sparse training")
+                    sparse_execution=True, description=f"{_name} pruning at initialisation, then static sparse training")
 register_method("gmp", _build_gmp, check=_check_gmp,
                 description="gradual magnitude pruning (Zhu & Gupta) from dense to sparsity.density")
 register_method("lth", _build_lth, fixed=_STATIC, check=_check_lth,

@@ -232,10 +232,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ metrics helpers
     def _sparse_flops(self) -> float:
-        masks = getattr(self.sparsifier, "masks", None)
-        if masks is None:
-            return self.dense_flops * float(self.sparsifier.density())
-        densities = {n: d for n, d in mask_densities(masks).items() if n in self.layer_flops}
+        current = getattr(self.sparsifier, "current_densities", None)
+        if callable(current):  # per-layer densities without building dense masks (sparse execution)
+            densities = current()
+        else:
+            masks = getattr(self.sparsifier, "masks", None)
+            if masks is None:
+                return self.dense_flops * float(self.sparsifier.density())
+            densities = mask_densities(masks)
+        densities = {n: d for n, d in densities.items() if n in self.layer_flops}
         return inference_flops(self.layer_flops, densities)
 
     def _exploration_rate(self) -> float | None:

@@ -1,0 +1,281 @@
+"""``DynamicSparsity(execution="sparse"|"auto")``: the engine on sparse modules.
+
+The reference is the same sparsifier in ``execution="masked"`` (itself checked against hand
+computations in tests/core): from the same seed and masks both modes must give the same losses,
+the same topology after every update and the same exploration statistics.
+"""
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sparsetime as st
+from sparsetime.kernels import set_backend
+from sparsetime.nn import SparseConv2d, SparseLinear
+
+
+@pytest.fixture
+def engine_backend(backend):
+    set_backend(backend)
+    yield backend
+    set_backend("auto")
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5)).double()
+
+
+def _data(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 20, generator=g, dtype=torch.float64)
+    y = (x[:, :5].sum(1) * 2 + x[:, 5]).floor().long().clamp(-2, 2) + 2
+    return x, y
+
+
+def _train(execution, growth="random", optimizer="sgd", steps=300, delta_t=25, batch=16, **kw):
+    model = _mlp()
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sp = st.DynamicSparsity(model, opt, density=0.2, distribution="erk", growth=growth, drop_fraction=0.3,
+                            update_interval=delta_t, total_steps=steps, seed=3, execution=execution, **kw)
+    x, y = _data()
+    losses, topologies = [], []
+    for t in range(1, steps + 1):
+        idx = torch.arange(t * batch, (t + 1) * batch) % x.shape[0]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sp.step() is not None:
+            topologies.append({n: sp.active_indices(n).clone() for n in sp.layer_names})
+        losses.append(loss.item())
+    return torch.tensor(losses), topologies, sp, model, opt
+
+
+@pytest.mark.parametrize("growth", ["random", "unexplored", "gradient"])
+def test_sparse_execution_reproduces_masked_training(engine_backend, one_thread, growth):
+    lm, topo_m, sm, _, _ = _train("masked", growth)
+    ls, topo_s, ss, model, opt = _train("sparse", growth)
+    assert set(ss.layer_execution.values()) == {"sparse"} and set(sm.layer_execution.values()) == {"masked"}
+    assert all(isinstance(model[i], SparseLinear) for i in (0, 2, 4))
+    assert len(topo_m) == len(topo_s) == 300 // 25
+    for a, b in zip(topo_m, topo_s):
+        for n in a:
+            assert torch.equal(a[n], b[n]), f"topologies differ in {n}"
+    torch.testing.assert_close(ls, lm, rtol=1e-9, atol=1e-9)
+    assert ls[-30:].mean() < ls[:30].mean()
+    st_m, st_s = sm.exploration_stats(), ss.exploration_stats()
+    assert st_m == st_s  # integer counts: exactly equal
+    assert st_s["dropped_grown_weights"] > 0 and st_s["itop_rate"] > 0.2
+    assert sm.update_history == ss.update_history
+    assert sm.layer_report() != [] and [r["active"] for r in sm.layer_report()] == [
+        r["active"] for r in ss.layer_report()]
+    # nothing dense is left: optimizer state is O(nnz) and the masks agree with the CSR patterns
+    for i, name in ((0, "0.weight"), (2, "2.weight"), (4, "4.weight")):
+        values = model[i].weight_values
+        assert opt.state[values]["momentum_buffer"].shape == values.shape == (ss.counts[name],)
+        assert torch.equal(ss.masks[name], sm.masks[name])
+        assert torch.equal(ss.fired_masks[name], sm.fired_masks[name])
+
+
+def test_adam_state_is_carried_and_zeroed_like_masked(one_thread):
+    lm, _, sm, _, _ = _train("masked", optimizer="adam", steps=120, delta_t=20)
+    ls, _, ss, model, opt = _train("sparse", optimizer="adam", steps=120, delta_t=20)
+    torch.testing.assert_close(ls, lm, rtol=1e-9, atol=1e-9)
+    assert opt.state[model[2].weight_values]["exp_avg_sq"].numel() == ss.counts["2.weight"]
+
+
+def test_regrow_dropped_false_matches_masked(one_thread):
+    lm, tm, _, _, _ = _train("masked", steps=100, regrow_dropped=False)
+    ls, ts, _, _, _ = _train("sparse", steps=100, regrow_dropped=False)
+    torch.testing.assert_close(ls, lm, rtol=1e-9, atol=1e-9)
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(tm, ts) for n in a)
+
+
+def test_conv_net_sparse_matches_masked(one_thread):
+    def run(execution):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2),
+                              nn.ReLU(), nn.Flatten(), nn.Linear(16 * 3 * 3, 4)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sp = st.DynamicSparsity(model, opt, density=0.3, distribution="uniform", update_interval=10,
+                                total_steps=60, execution=execution, seed=1)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 3, 8, 8, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 4, (64,), generator=g)
+        losses = []
+        for t in range(60):
+            idx = torch.arange(t * 8, t * 8 + 8) % 64
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sp.step()
+            losses.append(loss.item())
+        return torch.tensor(losses), sp, model
+
+    lm, sm, _ = run("masked")
+    ls, ss, model = run("sparse")
+    assert isinstance(model[0], SparseConv2d) and isinstance(model[5], SparseLinear)
+    torch.testing.assert_close(ls, lm, rtol=1e-9, atol=1e-9)
+    assert all(torch.equal(ss.masks[n], sm.masks[n]) for n in sm.layer_names)
+
+
+def test_checkpoint_resume_in_sparse_mode_is_exact(one_thread):
+    full, _, s_full, m_full, _ = _train("sparse", steps=80, delta_t=10)
+
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    kw = dict(density=0.2, distribution="erk", growth="random", drop_fraction=0.3, update_interval=10,
+              total_steps=80, seed=3, execution="sparse")
+    sp = st.DynamicSparsity(model, opt, **kw)
+    x, y = _data()
+    losses = []
+
+    def run(model, opt, sp, t0, t1):
+        for t in range(t0, t1 + 1):
+            idx = torch.arange(t * 16, (t + 1) * 16) % x.shape[0]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sp.step()
+            losses.append(loss.item())
+
+    run(model, opt, sp, 1, 35)
+    saved = {"model": model.state_dict(), "opt": opt.state_dict(), "sp": sp.state_dict()}
+    # a fresh process: new model, optimizer and sparsifier (different random topology), then load
+    model2 = _mlp(seed=5)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sp2 = st.DynamicSparsity(model2, opt2, **{**kw, "seed": 11})
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    sp2.load_state_dict(saved["sp"])
+    run(model2, opt2, sp2, 36, 80)
+    torch.testing.assert_close(torch.tensor(losses), full, rtol=0, atol=0)
+    assert sp2.exploration_stats() == s_full.exploration_stats()
+    assert all(torch.equal(sp2.active_indices(n), s_full.active_indices(n)) for n in sp2.layer_names)
+    assert saved["sp"]["masks"] == {} and set(saved["sp"]["active"]) == set(sp.layer_names)
+
+
+def test_masked_state_loads_into_sparse_engine_and_back(one_thread):
+    _, _, sm, _, _ = _train("masked", steps=60, delta_t=10)
+    state = sm.state_dict()
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sp = st.DynamicSparsity(model, opt, density=0.2, update_interval=10, total_steps=60, execution="sparse")
+    sp.load_state_dict(state)
+    assert sp.exploration_stats() == sm.exploration_stats()
+    for n in sm.layer_names:
+        assert torch.equal(sp.masks[n], sm.masks[n])
+        assert torch.equal(sp.fired_masks[n], sm.fired_masks[n])
+        assert sp.layer_exploration_rates()[n] == sm.layer_exploration_rates()[n]
+    model_b = _mlp()
+    back = st.DynamicSparsity(model_b, torch.optim.SGD(model_b.parameters(), lr=0.1), density=0.2,
+                              update_interval=10, total_steps=60, execution="masked")
+    back.load_state_dict(sp.state_dict())
+    assert back.exploration_stats() == sm.exploration_stats()
+    assert all(torch.equal(back.masks[n], sm.masks[n]) for n in sm.layer_names)
+    assert all(torch.equal(back.tracker.birth[n], sm.tracker.birth[n]) for n in sm.layer_names)
+
+
+def test_prebuilt_sparse_modules_are_driven_without_a_dense_form(one_thread):
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(SparseLinear(20, 300, 0.05, generator=gen), nn.ReLU(),
+                          SparseLinear(300, 5, 0.2, generator=gen))
+    nnz = [model[0].nnz, model[2].nnz]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sp = st.DynamicSparsity(model, opt, update_interval=5, drop_fraction=0.5, drop_schedule="constant")
+    assert sp.layer_names == ["0.weight", "2.weight"] and sp.density() == pytest.approx(sum(nnz) / (6000 + 1500))
+    before = model[0].flat_indices().clone()
+    x, y = _data()
+    for t in range(10):
+        loss = F.cross_entropy(model(x[:32].float()), y[:32])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sp.step()
+    assert [model[0].nnz, model[2].nnz] == nnz
+    assert len(sp.update_history) == 2
+    # k = floor(0.5 * nnz) replaced per update; overlap with the start is what survived
+    assert sp.update_history[0]["dropped"] == nnz[0] // 2 + nnz[1] // 2
+    assert not torch.equal(before, model[0].flat_indices())
+    assert sp.exploration_rate() > sum(nnz) / 7500
+
+
+def test_cuda_like_device_falls_back_to_masked_with_a_warning(monkeypatch):
+    import sparsetime.kernels.heuristics as heuristics
+
+    monkeypatch.setattr(heuristics, "sparse_execution_supported", lambda device: False)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="no sparse kernels on"):
+        sp = st.DynamicSparsity(model, opt, density=0.1, execution="sparse", update_interval=None)
+    assert set(sp.layer_execution.values()) == {"masked"} and isinstance(model[0], nn.Linear)
+
+
+def test_layers_without_kernels_stay_masked_with_a_warning():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, groups=1), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(),
+                          nn.Linear(8 * 4 * 4, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"1\.weight: Conv2d with groups=2"):
+        sp = st.DynamicSparsity(model, opt, density=0.3, execution="sparse", update_interval=None)
+    assert sp.layer_execution == {"0.weight": "sparse", "1.weight": "masked", "3.weight": "sparse"}
+    out = model(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(growth="momentum"), "execution='sparse' cannot run growth='momentum'"),
+    (dict(redistribution=True), "cannot run redistribution=True"),
+    (dict(growth="gradient", grad_accumulation=2), "grad_accumulation=2"),
+])
+def test_sparse_execution_rejects_dense_only_options(kwargs, message):
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=message):
+        st.DynamicSparsity(model, opt, density=0.1, execution="sparse", update_interval=10, total_steps=100,
+                           **kwargs)
+    assert isinstance(model[0], nn.Linear)  # nothing was converted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sp = st.DynamicSparsity(model, opt, density=0.1, execution="auto", update_interval=10, total_steps=100,
+                                **kwargs)
+    assert set(sp.layer_execution.values()) == {"masked"}
+
+
+def test_auto_runs_large_sparse_layers_sparse_and_the_rest_masked():
+    # 1024x1024 = 2^20 weights >= 2^18 at density 0.05 <= 0.15: sparse; 1024x8 (8192 weights): masked
+    model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 8))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sp = st.DynamicSparsity(model, opt, density=0.05, distribution="uniform", execution="auto", update_interval=None)
+    assert sp.layer_execution == {"0.weight": "sparse", "2.weight": "masked"}
+    dense_model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 8))
+    sp2 = st.DynamicSparsity(dense_model, torch.optim.SGD(dense_model.parameters(), lr=0.1), density=0.5,
+                             distribution="uniform", execution="auto", update_interval=None)
+    assert set(sp2.layer_execution.values()) == {"masked"}
+
+
+def test_bias_and_optimizer_references_survive_conversion():
+    model = _mlp()
+    bias = model[0].bias
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sp = st.DynamicSparsity(model, opt, density=0.1, execution="sparse", update_interval=None)
+    assert model[0].bias is bias
+    params = [p for g in opt.param_groups for p in g["params"]]
+    assert len(params) == 6 and any(p is model[0].weight_values for p in params)
+    assert all(p.dim() == 1 for p in params)  # no dense weight is left in the optimizer
+    assert sp.density() == pytest.approx(sum(sp.counts.values()) / (20 * 64 + 64 * 64 + 64 * 5))
