@@ -157,6 +157,10 @@ def _info() -> int:
         print(f"  {name:<14} {where}")
     print(f"models     {', '.join(available_models())}")
     print(f"methods    {', '.join(available_methods())}")
+    from sparsetime.kernels import numba_available
+
+    kernels = "numba" if numba_available() else "torch fallback (install numba for the fast kernels)"
+    print(f"sparse     sparsity.execution=sparse|auto runs sparse kernels on CPU: {kernels}")
     return EXIT_OK
 
 
