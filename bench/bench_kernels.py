@@ -4,9 +4,11 @@ Prints a markdown table of speedups (dense time / method time), all measured in 
 with interleaved repetitions, for the layers of the issue (4096x4096 batch 256, 3072x1000 batch
 128) at 90/95/98/99% sparsity. Methods: masked dense (W * mask through F.linear), sparsetime with
 the numba kernels, sparsetime with the pure-torch fallback. ``--conv`` adds 3x3 convolutions
-(direct sparse convolution vs ``nn.Conv2d``). Usage:
+(direct sparse convolution vs ``nn.Conv2d``); ``--chain`` adds two-layer chains
+Linear -> ReLU -> Linear (in -> out -> out) where the hidden activation and its gradient stay
+features-major between the sparse layers. Usage:
 
-    python bench/bench_kernels.py [--threads 2] [--reps 7] [--quick] [--conv] [--stat min]
+    python bench/bench_kernels.py [--threads 2] [--reps 7] [--quick] [--conv] [--chain] [--stat min]
 
 ``--stat min`` reports the fastest repetition of each method instead of the median: on a shared
 machine it estimates the uncontended time of both sides.
@@ -85,6 +87,33 @@ def bench_layer(in_f: int, out_f: int, batch: int, sparsity: float, reps: int) -
     return {k: _stat(v) for k, v in times.items()}
 
 
+def bench_chain(in_f: int, out_f: int, batch: int, sparsity: float, reps: int) -> dict[str, float]:
+    """Seconds per fwd+bwd step of Linear -> ReLU -> Linear (in -> out -> out): dense vs sparse."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, in_f, generator=gen).requires_grad_()
+    g = torch.randn(batch, out_f, generator=gen)
+    dense = torch.nn.Sequential(torch.nn.Linear(in_f, out_f), torch.nn.ReLU(), torch.nn.Linear(out_f, out_f))
+    methods = {"dense": dense}
+    if numba_available():
+        methods["sparsetime numba"] = torch.nn.Sequential(
+            SparseLinear(in_f, out_f, 1.0 - sparsity, generator=gen, backend="numba"), torch.nn.ReLU(),
+            SparseLinear(out_f, out_f, 1.0 - sparsity, generator=gen, backend="numba"))
+
+    def step(model: torch.nn.Module) -> None:
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        model(x).backward(g)
+
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    for m in methods.values():
+        step(m)
+        step(m)
+    for _ in range(reps):
+        for name, m in methods.items():
+            times[name].append(_time(lambda: step(m)))
+    return {k: _stat(v) for k, v in times.items()}
+
+
 def bench_conv(c_in: int, c_out: int, size: int, batch: int, sparsity: float, reps: int) -> dict[str, float]:
     """Median seconds per fwd+bwd step: nn.Conv2d vs SparseConv2d (numba), 3x3, padding 1."""
     gen = torch.Generator().manual_seed(0)
@@ -117,6 +146,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="only 98%% and 99%% sparsity")
     ap.add_argument("--conv", action="store_true", help="also benchmark 3x3 convolutions (numba only)")
+    ap.add_argument("--chain", action="store_true", help="also benchmark Linear-ReLU-Linear chains")
     ap.add_argument("--no-linear", action="store_true", help="skip the linear layers")
     ap.add_argument("--stat", choices=sorted(STAT), default="median", help="statistic over repetitions")
     args = ap.parse_args()
@@ -141,6 +171,17 @@ def main() -> None:
         print(f"| {label} | dense ms | " + " | ".join(dense_ms) + " |")
         for name, cells in rows.items():
             print(f"| | {name} | " + " | ".join(cells) + " |")
+
+    if args.chain and numba_available():
+        for in_f, out_f, batch in LAYERS:
+            cells, dense_ms = [], []
+            for s in sparsities:
+                t = bench_chain(in_f, out_f, batch, s, args.reps)
+                dense_ms.append(f"{t['dense'] * 1e3:.1f}")
+                cells.append(f"{t['dense'] / t['sparsetime numba']:.1f}x ({t['sparsetime numba'] * 1e3:.1f} ms)")
+            label = f"chain {in_f}-{out_f}-{out_f}, B {batch}"
+            print(f"| {label} | dense ms | " + " | ".join(dense_ms) + " |")
+            print("| | sparsetime numba | " + " | ".join(cells) + " |")
 
     if args.conv and numba_available():
         for c_in, c_out, size, batch in CONVS:

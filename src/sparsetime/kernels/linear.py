@@ -7,20 +7,15 @@ sampled on the pattern). No dense weight, dense mask or dense weight gradient is
 Layout: internally every activation is "features x batch". The output is returned as a transposed
 view of that buffer, so a following element-wise op (ReLU, dropout) keeps the layout and the next
 sparse layer reads it without a copy; torch ops accept such strided tensors (use ``.reshape``
-rather than ``.view`` on them).
+rather than ``.view`` on them). The input gradient comes out in the input's own layout (a
+transposed view for such a feature-major input, row-major otherwise), so autograd never copies it.
 """
 from __future__ import annotations
 
 import torch
 
 from .csr import CSRPattern
-from .ops import sddmm_t, spmm_t
-
-
-def _feature_major(x2d: torch.Tensor) -> torch.Tensor:
-    """(batch, features) -> contiguous (features, batch); free when x2d is already such a view."""
-    t = x2d.t()
-    return t if t.is_contiguous() else t.contiguous()
+from .ops import feature_major, sddmm_t, spmm_rowmajor, spmm_t
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -31,8 +26,10 @@ class SparseLinearFunction(torch.autograd.Function):
                 sink):
         in_features = x.shape[-1]
         lead = x.shape[:-1]
-        xt = _feature_major(x.reshape(-1, in_features))
+        x2d = x.reshape(-1, in_features)
         ctx.threads = torch.get_num_threads()  # torch reports a different count inside backward
+        ctx.gx_rowmajor = not x2d.t().is_contiguous()  # give the input gradient x's layout
+        xt = feature_major(x2d, backend, ctx.threads)
         yt = spmm_t(row_ptr, col_idx, values, xt, n_out, bias, backend, ctx.threads)
         ctx.save_for_backward(xt, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm)
         ctx.x_shape = x.shape
@@ -45,7 +42,7 @@ class SparseLinearFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
         xt, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm = ctx.saved_tensors
-        gyt = _feature_major(gy.reshape(-1, gy.shape[-1]))
+        gyt = feature_major(gy.reshape(-1, gy.shape[-1]), ctx.backend, ctx.threads)
         if gyt.dtype != xt.dtype:
             gyt = gyt.to(xt.dtype)
         if ctx.sink is not None:  # RigL: keep what the dense gradient score needs
@@ -53,8 +50,9 @@ class SparseLinearFunction(torch.autograd.Function):
         gx = gv = gb = None
         if ctx.needs_input_grad[0]:
             vt = values.detach().index_select(0, t_perm)
-            gxt = spmm_t(t_row_ptr, t_col_idx, vt, gyt, xt.shape[0], None, ctx.backend, ctx.threads)
-            gx = gxt.t().reshape(ctx.x_shape)
+            args = (t_row_ptr, t_col_idx, vt, gyt, xt.shape[0], None, ctx.backend, ctx.threads)
+            gx = spmm_rowmajor(*args) if ctx.gx_rowmajor else spmm_t(*args).t()
+            gx = gx.reshape(ctx.x_shape)
         want_gb = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1]:
             gv = sddmm_t(row_ptr, col_idx, gyt, xt, ctx.backend, ctx.threads, row_sums=want_gb)
