@@ -20,10 +20,8 @@ import os
 import statistics
 import time
 
-# Both sides run under the same OpenMP policy. Passive waiting: idle OpenMP threads sleep instead
-# of spinning, which on a shared 2-core machine would steal the cores the next kernel needs
-# (torch's and numba's runtimes are separate thread pools). Set OMP_WAIT_POLICY to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Both sides run under the OpenMP wait policy a user gets by default (torch's libgomp default,
+# numba's libgomp passive, see sparsetime.kernels._numba_impl); set OMP_WAIT_POLICY to compare.
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
