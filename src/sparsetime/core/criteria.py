@@ -1,7 +1,7 @@
 """Drop and growth criteria, each a small function registered by name (SPEC §4).
 
 A criterion maps a :class:`LayerView` to a score tensor of the weight's shape. The one shared
-update step (:func:`sparsetime.core.topology.update_layer`) drops the active weights with the
+update step (:meth:`sparsetime.core.sparsifier.DynamicSparsity.update_topology`) drops the active weights with the
 *smallest* drop scores and grows the inactive positions with the *largest* growth scores, so a new
 method is one function::
 
@@ -21,7 +21,12 @@ from .index_sets import grow_unexplored, sample_absent
 
 @dataclass
 class LayerView:
-    """What a criterion may read about one layer at update time (read-only by convention)."""
+    """What a criterion may read about one layer at update time (read-only by convention).
+
+    For a layer executed sparse (``execution="sparse"``) a drop criterion sees only the active
+    entries: ``weight`` is the 1-D values and ``mask``/``fired`` are all True; growth criteria
+    without an index sampler need dense scores and so run masked only.
+    """
 
     name: str
     weight: torch.Tensor

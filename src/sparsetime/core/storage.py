@@ -1,8 +1,9 @@
-"""Where sparse weights and their optimizer state live.
+"""Where the weights of layers executed masked, and their optimizer state, live.
 
 :class:`MaskedStorage` keeps each weight as a dense tensor plus a bool mask and enforces SPEC §3
-after every optimizer step. The topology logic only talks to this small interface (``mask``,
-``weight``, ``apply``, ``set_mask``), so a storage that holds (values, indices) can replace it.
+after every optimizer step. Layers executed sparse live in
+:class:`sparsetime.nn.storage.SparseStorage` (values + CSR indices) instead; the update step in
+:mod:`sparsetime.core.sparsifier` talks to both through sorted flat indices of active weights.
 """
 from __future__ import annotations
 
