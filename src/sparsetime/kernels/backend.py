@@ -75,8 +75,11 @@ def resolve_backend(*tensors: torch.Tensor) -> str:
     return "numba"
 
 
-#: below this many multiply-adds a kernel runs on one thread: waking a second costs more
-SERIAL_WORK = 1 << 18
+#: below this many multiply-adds a kernel runs on one thread: waking a second costs more. Kept
+#: small: switching numba's thread count between consecutive calls costs more than it saves on
+#: mid-sized kernels (with 2^18 a step of a 3072x1000 layer at 99% sparsity, and of the
+#: 784-1000-1000-1000-10 SET MLP, was 5-12% slower on average over interleaved runs)
+SERIAL_WORK = 1 << 14
 
 
 def sync_threads(threads: int | None = None, work: int | None = None) -> None:
