@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sparsetime as st
-from sparsetime.kernels import set_backend
+from sparsetime.kernels import numba_available, set_backend
 from sparsetime.nn import SparseConv2d, SparseLinear
 
 
@@ -105,14 +105,18 @@ def test_regrow_dropped_false_matches_masked(one_thread):
     assert all(torch.equal(a[n], b[n]) for a, b in zip(tm, ts) for n in a)
 
 
-def test_conv_net_sparse_matches_masked(one_thread):
+@pytest.mark.parametrize("growth", ["random", "gradient"])
+def test_conv_net_sparse_matches_masked(one_thread, growth):
+    if growth == "gradient" and not numba_available():
+        pytest.skip("gradient growth of a sparse convolution needs numba")
+
     def run(execution):
         torch.manual_seed(1)
         model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2),
                               nn.ReLU(), nn.Flatten(), nn.Linear(16 * 3 * 3, 4)).double()
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         sp = st.DynamicSparsity(model, opt, density=0.3, distribution="uniform", update_interval=10,
-                                total_steps=60, execution=execution, seed=1)
+                                total_steps=60, execution=execution, seed=1, growth=growth)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(64, 3, 8, 8, generator=g, dtype=torch.float64)
         y = torch.randint(0, 4, (64,), generator=g)
