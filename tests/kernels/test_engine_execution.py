@@ -231,6 +231,15 @@ def test_cuda_like_device_falls_back_to_masked_with_a_warning(monkeypatch):
     assert set(sp.layer_execution.values()) == {"masked"} and isinstance(model[0], nn.Linear)
 
 
+def test_tied_weights_stay_masked():
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    model[2].weight = model[0].weight
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"0\.weight: weight tied with 2"):
+        sp = st.DynamicSparsity(model, opt, density=0.3, execution="sparse", update_interval=None)
+    assert sp.layer_execution == {"0.weight": "masked"} and model[2].weight is model[0].weight
+
+
 def test_layers_without_kernels_stay_masked_with_a_warning():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, groups=1), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(),
                           nn.Linear(8 * 4 * 4, 4))

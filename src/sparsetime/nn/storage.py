@@ -39,6 +39,9 @@ def why_not_convertible(model: nn.Module, param_name: str) -> str | None:
     if not isinstance(module, CONVERTIBLE_TYPES):
         kind = type(module).__name__ if module is not None else "parameter"
         return f"{kind} (only nn.Linear and nn.Conv2d have sparse kernels)"
+    sharing = [n for n, m in model.named_modules() if m is not module and getattr(m, "weight", None) is module.weight]
+    if sharing:
+        return f"weight tied with {', '.join(sharing)} (a sparse module cannot share its values)"
     if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"
                                           or isinstance(module.padding, str)):
         return (f"Conv2d with groups={module.groups}, padding_mode={module.padding_mode!r}, "

@@ -136,7 +136,8 @@ def resolve_sparsity(cfg: SparsityConfig) -> SparsityConfig:
     from .config import EXECUTION_MODES
 
     if resolved.execution not in EXECUTION_MODES:
-        raise ValueError(f"sparsity.execution={resolved.execution!r} is not known; allowed: {', '.join(EXECUTION_MODES)}")
+        raise ValueError(f"sparsity.execution={resolved.execution!r} is not known; "
+                         f"allowed: {', '.join(EXECUTION_MODES)}")
     if resolved.execution != "masked" and not method.sparse_execution:
         takers = sorted(n for n, m in _METHODS.items() if m.sparse_execution)
         raise ValueError(f"sparsity.execution={resolved.execution!r} is not supported by method {cfg.method!r} "
