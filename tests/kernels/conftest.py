@@ -1,5 +1,6 @@
 """Fixtures for the sparse-kernel tests: run each product test on both backends."""
 import pytest
+import torch
 
 from sparsetime.kernels import numba_available
 
@@ -9,3 +10,12 @@ def backend(request):
     if request.param == "numba" and not numba_available():
         pytest.skip("numba not installed")
     return request.param
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny layers: a second thread only adds synchronisation cost on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

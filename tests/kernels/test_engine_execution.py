@@ -23,14 +23,6 @@ def engine_backend(backend):
     set_backend("auto")
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5)).double()
@@ -43,6 +35,21 @@ def _data(n=256, seed=0):
     return x, y
 
 
+def _fit(model, opt, sp, x, y, t0, t1, batch, on_update=None):
+    """Steps t0..t1 on the batches x[t*batch : (t+1)*batch] (wrapping); returns the losses."""
+    losses = []
+    for t in range(t0, t1 + 1):
+        idx = torch.arange(t * batch, (t + 1) * batch) % x.shape[0]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sp.step() is not None and on_update is not None:
+            on_update()
+        losses.append(loss.item())
+    return losses
+
+
 def _train(execution, growth="random", optimizer="sgd", steps=300, delta_t=25, batch=16, **kw):
     model = _mlp()
     if optimizer == "sgd":
@@ -52,16 +59,9 @@ def _train(execution, growth="random", optimizer="sgd", steps=300, delta_t=25, b
     sp = st.DynamicSparsity(model, opt, density=0.2, distribution="erk", growth=growth, drop_fraction=0.3,
                             update_interval=delta_t, total_steps=steps, seed=3, execution=execution, **kw)
     x, y = _data()
-    losses, topologies = [], []
-    for t in range(1, steps + 1):
-        idx = torch.arange(t * batch, (t + 1) * batch) % x.shape[0]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if sp.step() is not None:
-            topologies.append({n: sp.active_indices(n).clone() for n in sp.layer_names})
-        losses.append(loss.item())
+    topologies = []
+    losses = _fit(model, opt, sp, x, y, 1, steps, batch,
+                  on_update=lambda: topologies.append({n: sp.active_indices(n).clone() for n in sp.layer_names}))
     return torch.tensor(losses), topologies, sp, model, opt
 
 
@@ -120,16 +120,7 @@ def test_conv_net_sparse_matches_masked(one_thread, growth):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(64, 3, 8, 8, generator=g, dtype=torch.float64)
         y = torch.randint(0, 4, (64,), generator=g)
-        losses = []
-        for t in range(60):
-            idx = torch.arange(t * 8, t * 8 + 8) % 64
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sp.step()
-            losses.append(loss.item())
-        return torch.tensor(losses), sp, model
+        return torch.tensor(_fit(model, opt, sp, x, y, 0, 59, 8)), sp, model
 
     lm, sm, _ = run("masked")
     ls, ss, model = run("sparse")
@@ -147,19 +138,7 @@ def test_checkpoint_resume_in_sparse_mode_is_exact(one_thread):
               total_steps=80, seed=3, execution="sparse")
     sp = st.DynamicSparsity(model, opt, **kw)
     x, y = _data()
-    losses = []
-
-    def run(model, opt, sp, t0, t1):
-        for t in range(t0, t1 + 1):
-            idx = torch.arange(t * 16, (t + 1) * 16) % x.shape[0]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sp.step()
-            losses.append(loss.item())
-
-    run(model, opt, sp, 1, 35)
+    losses = _fit(model, opt, sp, x, y, 1, 35, 16)
     saved = {"model": model.state_dict(), "opt": opt.state_dict(), "sp": sp.state_dict()}
     # a fresh process: new model, optimizer and sparsifier (different random topology), then load
     model2 = _mlp(seed=5)
@@ -168,7 +147,7 @@ def test_checkpoint_resume_in_sparse_mode_is_exact(one_thread):
     model2.load_state_dict(saved["model"])
     opt2.load_state_dict(saved["opt"])
     sp2.load_state_dict(saved["sp"])
-    run(model2, opt2, sp2, 36, 80)
+    losses += _fit(model2, opt2, sp2, x, y, 36, 80, 16)
     torch.testing.assert_close(torch.tensor(losses), full, rtol=0, atol=0)
     assert sp2.exploration_stats() == s_full.exploration_stats()
     assert all(torch.equal(sp2.active_indices(n), s_full.active_indices(n)) for n in sp2.layer_names)

@@ -80,15 +80,6 @@ def _run_pair(backend, steps=300, delta_t=25, frac=0.3, batch=16):
     return torch.tensor(losses_s), torch.tensor(losses_d), sparse, dense
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny layers: a second thread only adds synchronisation cost on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sparse_and_masked_runs_give_the_same_losses(backend, one_thread):
     ls, ld, sparse, dense = _run_pair(backend)
     assert ls.numel() == 300

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .index_sets import isin_sorted, remap, union_sorted
+from .index_sets import isin_sorted, mask_from_indices, remap, union_sorted
 
 
 @dataclass
@@ -82,10 +82,7 @@ class ExplorationTracker:
         """Dense bool fired mask of ``name`` (materialised for sparse layers: O(size))."""
         if name not in self.index:
             return self.fired[name]
-        track = self.index[name]
-        dense = torch.zeros(track.size, dtype=torch.bool, device=track.fired.device)
-        dense[track.fired] = True
-        return dense.view(shape)
+        return mask_from_indices(self.index[name].fired, shape)
 
     def _book_lifetimes(self, step: int, births: torch.Tensor) -> None:
         born = births[births >= 0]
@@ -222,6 +219,4 @@ def _dense_from_track(saved: dict, key: str, like: torch.Tensor, active: torch.T
             raise ValueError("converting a sparse exploration state to masked needs the active indices")
         out[active.to(like.device)] = saved["birth"].to(like.device, like.dtype)
         return out.view(like.shape)
-    out = torch.zeros(like.numel(), dtype=torch.bool, device=like.device)
-    out[saved[key].to(like.device)] = True
-    return out.view(like.shape)
+    return mask_from_indices(saved[key], like.shape, like.device)

@@ -31,6 +31,14 @@ def isin_sorted(sorted_ref: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     return sorted_ref[pos] == query
 
 
+def mask_from_indices(flat: torch.Tensor, shape: tuple[int, ...] | torch.Size,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """Dense bool mask of ``shape`` that is True at the flat indices ``flat`` (O(size) memory)."""
+    mask = torch.zeros(math.prod(shape), dtype=torch.bool, device=device if device is not None else flat.device)
+    mask[flat.to(mask.device).long()] = True
+    return mask.view(tuple(shape))
+
+
 def union_sorted(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Sorted unique union of two int64 index sets (e.g. fired set ∪ newly grown positions)."""
     return torch.unique(torch.cat([a.reshape(-1).long(), b.reshape(-1).long()]), sorted=True)

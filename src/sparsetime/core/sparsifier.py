@@ -19,7 +19,7 @@ from torch import nn
 from . import criteria, schedules
 from .distributions import DISTRIBUTIONS, active_count, check_density, compute_densities
 from .exploration import ExplorationTracker
-from .index_sets import complement_sorted, isin_sorted
+from .index_sets import complement_sorted, isin_sorted, mask_from_indices
 from .masks import check_mask, random_mask, sparse_init_
 from .selection import select_sparse_parameters
 from .storage import MaskedStorage
@@ -438,9 +438,7 @@ class DynamicSparsity:
                 active[n] = _check_active(n, saved_active[n], self._size(n))
         for n in self.layer_names:
             if n in self.params:
-                mask = torch.zeros(self._size(n), dtype=torch.bool)
-                mask[active[n]] = True
-                self.storage.set_mask(n, mask.view(self.shapes[n]))
+                self.storage.set_mask(n, mask_from_indices(active[n], self.shapes[n]))
             else:
                 self.sparse_storage.set_active(n, active[n])
             self.counts[n] = active[n].numel()

@@ -1,8 +1,10 @@
-"""The one topology-update step shared by every DST method (SPEC §4.2-4.5).
+"""Selection rules of the topology-update step shared by every DST method (SPEC §4.2-4.5).
 
-Criteria only supply scores (see :mod:`sparsetime.core.criteria`); this module turns scores into
-exact drop and grow index sets. Everything works on flat indices, so an execution mode that
-stores (index, value) pairs can reuse the selection rules.
+The update step itself is :meth:`sparsetime.core.sparsifier.DynamicSparsity.update_topology`:
+drop sets come from :func:`sparsetime.core.topk.select_topk` over the active weights' scores;
+this module holds how many weights an update replaces, score-based growth among the candidate
+(inactive) positions, and the redistribution of the growth budget. Everything works on flat
+indices, so both execution modes share the rules.
 """
 from __future__ import annotations
 
@@ -17,13 +19,6 @@ from .topk import select_topk
 def drop_count(fraction: float, active: int) -> int:
     """k_l = floor(f * n_l): the one rounding rule for how many weights an update replaces."""
     return int(math.floor(fraction * active + 1e-9))
-
-
-def select_drop(active_idx: torch.Tensor, drop_scores: torch.Tensor, k: int,
-                generator: torch.Generator) -> torch.Tensor:
-    """Flat indices of the ``k`` active weights with the smallest drop score (seeded tie-break)."""
-    local = select_topk(drop_scores.reshape(-1)[active_idx], k, generator, largest=False)
-    return active_idx[local]
 
 
 def select_grow(candidate_idx: torch.Tensor, grow_scores: torch.Tensor, k: int,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..core.distributions import active_count
+from ..core.index_sets import mask_from_indices
 from ..kernels._torch_impl import csr_tensor
 from ..kernels.csr import CSRPattern, flat_indices, pattern_from_flat, validate_csr
 from ..kernels.gradient_growth import blockwise_topk
@@ -125,9 +126,7 @@ class SparseModule(nn.Module):
 
     def dense_mask(self) -> torch.Tensor:
         """Boolean mask of the active positions, shape ``weight_shape`` (for the masked engine)."""
-        mask = torch.zeros(math.prod(self.weight_shape), dtype=torch.bool, device=self.row_ptr.device)
-        mask[self.flat_indices()] = True
-        return mask.view(self.weight_shape)
+        return mask_from_indices(self.flat_indices(), self.weight_shape, self.row_ptr.device)
 
     def to_sparse_csr(self) -> torch.Tensor:
         """The weight as a (out, fan_in) torch sparse CSR tensor (int64 indices, copied values)."""

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsetime.core.index_sets import mask_from_indices
 from sparsetime.core.selection import select_sparse_parameters
 
 from .checkpoint import load_checkpoint
@@ -153,9 +154,7 @@ def _masks_with_active(state: Mapping) -> dict[str, Any]:
     for name, flat in state["active"].items():
         if name not in shapes or not isinstance(flat, torch.Tensor):
             raise ValueError(f"sparsifier state has active indices for {name!r} but no shape for it")
-        mask = torch.zeros(math.prod(shapes[name]), dtype=torch.bool)
-        mask[flat.long()] = True
-        masks[name] = mask.view(*shapes[name])
+        masks[name] = mask_from_indices(flat, tuple(shapes[name]), "cpu")
     return {**state, "masks": masks}
 
 
