@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 from torch import nn

@@ -105,3 +105,42 @@ def test_update_steps_and_cosine_schedule_by_hand():
     sp3 = st.DynamicSparsity(model, opt, density=0.2, drop_schedule="linear", drop_fraction=0.5,
                              min_drop_fraction=0.1, total_steps=100)
     assert sp3.drop_fraction_at(25) == pytest.approx(0.5 - 0.4 * 0.25)
+
+
+def test_survival_counts_layers_that_drop_nothing_at_an_update():
+    """Regression: a layer whose drop count is 0 at an update was skipped, so the weights it grew at
+    the previous update were never counted as survivors."""
+    torch.manual_seed(0)
+    model, shape, classes = make_model("mlp")  # 600, 900 and 150 weights
+    opt = make_optimizer("sgd", model.parameters())
+    # linear decay 0.5 -> 0 over 42 steps: at step 40, f = 0.024 drops floor(0.024 * 30) = 0 of the
+    # last layer's 30 weights but 2 and 4 of the others
+    sp = st.DynamicSparsity(model, opt, density=0.2, distribution="uniform", update_interval=4, total_steps=42,
+                            drop_schedule="linear", drop_fraction=0.5, seed=3, regrow_dropped=False)
+    birth = {n: torch.full(m.shape, -1) for n, m in sp.masks.items()}
+    surv = {"checked": 0, "survived": 0}
+    last_update = [-1]
+    unchanged_layers = []
+
+    def on_step(before, stats):
+        if stats is None:
+            return
+        for n, new in sp.masks.items():
+            old = before[n]
+            dropped, grown = old & ~new, new & ~old
+            if not dropped.any():
+                unchanged_layers.append((stats["step"], n))
+            prev = birth[n] == last_update[0]
+            if last_update[0] >= 0:
+                surv["checked"] += int(prev.sum())
+                surv["survived"] += int((prev & ~dropped).sum())
+            birth[n][dropped] = -1
+            birth[n][grown] = stats["step"]
+        last_update[0] = stats["step"]
+
+    train_steps(model, opt, sp, 40, shape, classes, on_step=on_step)
+    assert (40, "4.weight") in unchanged_layers and sp.update_history[-1]["dropped"] == 6
+    got = sp.exploration_stats()
+    assert surv["checked"] > 0
+    assert got["survival_fraction"] == pytest.approx(surv["survived"] / surv["checked"])
+    assert sp.tracker.grown_checked == surv["checked"]

@@ -40,8 +40,22 @@ def mask_from_indices(flat: torch.Tensor, shape: tuple[int, ...] | torch.Size,
 
 
 def union_sorted(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Sorted unique union of two int64 index sets (e.g. fired set ∪ newly grown positions)."""
-    return torch.unique(torch.cat([a.reshape(-1).long(), b.reshape(-1).long()]), sorted=True)
+    """Sorted unique union of the sorted unique int64 set ``a`` and any int64 indices ``b``.
+
+    A merge, not a sort of the union: the new entries of ``b`` are placed by binary search, so
+    adding k grown positions to a fired set of F costs O((F + k) log k), not O(F log F).
+    """
+    a = a.reshape(-1).long()
+    b = torch.unique(b.reshape(-1).long(), sorted=True)
+    if a.numel() == 0 or b.numel() == 0:
+        return b if a.numel() == 0 else a
+    b = b[~isin_sorted(a, b)]
+    if b.numel() == 0:
+        return a
+    out = torch.empty(a.numel() + b.numel(), dtype=torch.long, device=a.device)
+    out[torch.arange(a.numel(), device=a.device) + torch.searchsorted(b, a)] = a
+    out[torch.arange(b.numel(), device=a.device) + torch.searchsorted(a, b)] = b
+    return out
 
 
 def complement_sorted(excluded: torch.Tensor, n: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Which parameters of a model are sparse (SPEC §1).
 
-By default the weights of every ``nn.Linear`` and ``nn.Conv{1,2,3}d`` are sparsifiable; biases,
+By default the weights of every ``nn.Linear`` and ``nn.Conv{1,2,3}d`` are sparsifiable, and so are
+the fused Q/K/V projection weights of ``nn.MultiheadAttention`` (Linear weights in all but name); biases,
 normalisation parameters and embeddings are not unless named through ``extra_layers``. Users keep
 layers dense with name patterns (``fnmatch`` globs over fully qualified parameter *or* module names)
 and the two switches the papers use (dense first layer, dense classifier).
@@ -22,17 +23,35 @@ def _matches(pattern: str, param_name: str) -> bool:
     )
 
 
+#: fused projection weights of ``nn.MultiheadAttention``: bare Parameters used as Linear weights
+#: (``in_proj_weight`` is (3E, E) for Q/K/V together; the separate ones exist when kdim/vdim != E)
+ATTENTION_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def _sparsifiable_weights(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(attribute name, parameter) of the weights of ``module`` that are sparse by default."""
+    if isinstance(module, SPARSIFIABLE_TYPES) and isinstance(getattr(module, "weight", None), nn.Parameter):
+        return [("weight", module.weight)]
+    if isinstance(module, nn.MultiheadAttention):
+        return [(a, getattr(module, a)) for a in ATTENTION_PROJECTIONS
+                if isinstance(getattr(module, a, None), nn.Parameter)]
+    return []
+
+
 def candidate_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """All weights that are sparsifiable by type, in module registration order."""
+    """All weights that are sparsifiable by type, in module registration order.
+
+    Linear and ConvNd weights, and the Q/K/V projection weights of ``nn.MultiheadAttention``
+    (treated as Linear weights of shape (out, in); its ``out_proj`` is an ``nn.Linear``).
+    """
     found: dict[str, nn.Parameter] = {}
     seen: set[int] = set()
     for module_name, module in model.named_modules():
-        if isinstance(module, SPARSIFIABLE_TYPES) and isinstance(getattr(module, "weight", None), nn.Parameter):
-            if id(module.weight) in seen:  # weight tying: sparsify the tensor once
+        for attr, weight in _sparsifiable_weights(module):
+            if id(weight) in seen:  # weight tying: sparsify the tensor once
                 continue
-            seen.add(id(module.weight))
-            name = f"{module_name}.weight" if module_name else "weight"
-            found[name] = module.weight
+            seen.add(id(weight))
+            found[f"{module_name}.{attr}" if module_name else attr] = weight
     return found
 
 

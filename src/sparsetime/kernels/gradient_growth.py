@@ -15,13 +15,15 @@ import torch
 from .topology import isin_sorted
 
 BlockGrad = Callable[[int, int], torch.Tensor]
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _block_scores(block_grad: BlockGrad, r0: int, r1: int,
-                  excluded: torch.Tensor, cols: int) -> torch.Tensor:
-    """|dL/dW| for rows r0:r1, flattened, with excluded positions at -inf and NaN below zero."""
-    s = block_grad(r0, r1).abs().reshape(-1)
-    s = torch.nan_to_num_(s, nan=-1.0, posinf=float("inf"))
+def _block_scores(block_grad: BlockGrad, r0: int, r1: int, excluded: torch.Tensor, cols: int,
+                  transform: Transform = torch.abs) -> torch.Tensor:
+    """``transform(dL/dW)`` (default |.|) for rows r0:r1, flattened, with excluded positions at -inf
+    and NaN scores below every real score."""
+    s = transform(block_grad(r0, r1)).reshape(-1)
+    s = torch.nan_to_num_(s, nan=torch.finfo(s.dtype).min, posinf=float("inf"))
     lo = torch.searchsorted(excluded, torch.tensor(r0 * cols, device=excluded.device))
     hi = torch.searchsorted(excluded, torch.tensor(r1 * cols, device=excluded.device))
     s[excluded[lo:hi] - r0 * cols] = float("-inf")
@@ -43,9 +45,11 @@ def gradient_growth(xt: torch.Tensor, gyt: torch.Tensor, excluded: torch.Tensor,
 
 
 def blockwise_topk(block_grad: BlockGrad, shape: tuple[int, int], excluded: torch.Tensor, k: int,
-                   generator: torch.Generator | None = None, block_elems: int = 1 << 22) -> torch.Tensor:
+                   generator: torch.Generator | None = None, block_elems: int = 1 << 22,
+                   transform: Transform = torch.abs) -> torch.Tensor:
     """Sorted flat indices of the k non-excluded positions of a (rows, cols) matrix with the
-    largest |entry|, where ``block_grad(r0, r1)`` computes rows r0:r1 (any layer type)."""
+    largest ``transform(entry)`` (default |entry|), where ``block_grad(r0, r1)`` computes rows
+    r0:r1 (any layer type)."""
     out_f, in_f = shape
     excluded = excluded.reshape(-1).long()
     free = out_f * in_f - excluded.numel()
@@ -60,7 +64,7 @@ def blockwise_topk(block_grad: BlockGrad, shape: tuple[int, int], excluded: torc
     cut = float("-inf")
     for r0 in range(0, out_f, rows):
         r1 = min(out_f, r0 + rows)
-        s = _block_scores(block_grad, r0, r1, excluded, in_f)
+        s = _block_scores(block_grad, r0, r1, excluded, in_f, transform)
         if s.numel() > k + 1:
             v, i = torch.topk(s, k + 1, sorted=False)
         else:
@@ -84,7 +88,7 @@ def blockwise_topk(block_grad: BlockGrad, shape: tuple[int, int], excluded: torc
     tied_all = []
     for r0 in range(0, out_f, rows):
         r1 = min(out_f, r0 + rows)
-        s = _block_scores(block_grad, r0, r1, excluded, in_f)
+        s = _block_scores(block_grad, r0, r1, excluded, in_f, transform)
         tied = (s == tau).nonzero().squeeze(1)
         if tied.numel():
             tied_all.append(tied + r0 * in_f)

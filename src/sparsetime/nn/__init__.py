@@ -1,10 +1,13 @@
-"""Sparse modules: layers whose weights exist only as (values, indices), and conversions."""
+"""Sparse modules: layers whose weights exist only as (values, indices), conversions, and the
+sparse layer store that ``DynamicSparsity(execution="sparse")`` runs on (registered on import)."""
+from .base import SparseModule
 from .convert import (dense_state_dict, densify, load_sparse_weights, replace_parameter, sparse_weights,
                       sparsify)
-from .base import SparseModule
+from .execution import SparseExecution, convert_to_sparse, why_not_convertible
 from .sparse_conv import SparseConv2d
 from .sparse_linear import SparseLinear
-from .topology import GROWTH_MODES, TopologyUpdate, prune_and_grow
+from .sparse_store import SparseStore
 
-__all__ = ["SparseLinear", "SparseConv2d", "SparseModule", "sparsify", "densify", "dense_state_dict", "sparse_weights",
-           "load_sparse_weights", "replace_parameter", "prune_and_grow", "TopologyUpdate", "GROWTH_MODES"]
+__all__ = ["SparseLinear", "SparseConv2d", "SparseModule", "SparseStore", "SparseExecution", "sparsify", "densify",
+           "dense_state_dict", "sparse_weights", "load_sparse_weights", "replace_parameter", "convert_to_sparse",
+           "why_not_convertible"]

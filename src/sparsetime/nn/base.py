@@ -7,6 +7,7 @@ gradient rows needed for RigL growth (``_grad_rows``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -171,14 +172,14 @@ class SparseModule(nn.Module):
         """Rows r0:r1 of the dense weight gradient (as a matrix) of the captured mini-batch."""
         raise NotImplementedError
 
-    def dense_gradient_topk(self, k: int, excluded: torch.Tensor,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
-        """RigL: the k positions outside ``excluded`` with the largest |dL/dW| of the last
-        captured mini-batch, computed in row blocks (no dense-sized temporary)."""
+    def dense_gradient_topk(self, k: int, excluded: torch.Tensor, generator: torch.Generator | None = None,
+                            transform: Callable[[torch.Tensor], torch.Tensor] = torch.abs) -> torch.Tensor:
+        """RigL: the k positions outside ``excluded`` with the largest ``transform(dL/dW)`` (default
+        |dL/dW|) of the last captured mini-batch, computed in row blocks (no dense-sized temporary)."""
         if not self._sink:
             raise ValueError("no captured gradient: call capture_gradient_inputs(True) and run a "
                              "backward pass before asking for gradient growth")
-        return blockwise_topk(self._grad_rows, self.matrix_shape, excluded, k, generator)
+        return blockwise_topk(self._grad_rows, self.matrix_shape, excluded, k, generator, transform=transform)
 
     # ------------------------------------------------------------------ state dict
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

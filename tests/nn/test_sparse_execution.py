@@ -172,7 +172,7 @@ def test_masked_state_loads_into_sparse_engine_and_back(one_thread):
     back.load_state_dict(sp.state_dict())
     assert back.exploration_stats() == sm.exploration_stats()
     assert all(torch.equal(back.masks[n], sm.masks[n]) for n in sm.layer_names)
-    assert all(torch.equal(back.tracker.birth[n], sm.tracker.birth[n]) for n in sm.layer_names)
+    assert all(torch.equal(back.tracker.births(n), sm.tracker.births(n)) for n in sm.layer_names)
 
 
 def test_prebuilt_sparse_modules_are_driven_without_a_dense_form(one_thread):
@@ -200,9 +200,9 @@ def test_prebuilt_sparse_modules_are_driven_without_a_dense_form(one_thread):
 
 
 def test_cuda_like_device_falls_back_to_masked_with_a_warning(monkeypatch):
-    import sparsetime.kernels.heuristics as heuristics
+    from sparsetime.nn import SparseExecution
 
-    monkeypatch.setattr(heuristics, "sparse_execution_supported", lambda device: False)
+    monkeypatch.setattr(SparseExecution, "supports_device", lambda self, device: False)
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.warns(UserWarning, match="no sparse kernels on"):

@@ -5,12 +5,11 @@ momentum re-masked after every optimizer step, drop by |w| over the dense masked
 :func:`select_topk`, grown weights and their momentum set to 0. Growth is random, so the masked
 run replays the positions the sparse run grew; the drop sets are computed separately and must agree.
 """
-import pytest
 import torch
 import torch.nn.functional as F
 
 from sparsetime.core.topk import select_topk
-from sparsetime.nn import SparseLinear, prune_and_grow
+from sparsetime.nn import SparseLinear
 
 SIZES = [(20, 48), (48, 48), (48, 5)]
 
@@ -22,7 +21,7 @@ def _data(n=256, seed=0):
     return x, y
 
 
-def _run_pair(backend, steps=300, delta_t=25, frac=0.3, batch=16):
+def _run_pair(store_update, backend, steps=300, delta_t=25, frac=0.3, batch=16):
     gen = torch.Generator().manual_seed(0)
     sparse = [SparseLinear(i, o, 0.25, generator=gen, backend=backend).double() for i, o in SIZES]
     masks = [(layer.to_dense() != 0).detach() for layer in sparse]
@@ -60,7 +59,7 @@ def _run_pair(backend, steps=300, delta_t=25, frac=0.3, batch=16):
         if t % delta_t == 0:
             for i, layer in enumerate(sparse):
                 k = int(frac * layer.nnz)
-                upd = prune_and_grow(layer, k, "random", topo_gen, opt_s)
+                upd, _ = store_update(layer, k, "random", topo_gen, opt_s)
                 active = masks[i].reshape(-1).nonzero().squeeze(1)
                 w = dense[i].detach().reshape(-1)
                 drop = active[select_topk(w[active].abs(), k, largest=False)]
@@ -80,8 +79,8 @@ def _run_pair(backend, steps=300, delta_t=25, frac=0.3, batch=16):
     return torch.tensor(losses_s), torch.tensor(losses_d), sparse, dense
 
 
-def test_sparse_and_masked_runs_give_the_same_losses(backend, one_thread):
-    ls, ld, sparse, dense = _run_pair(backend)
+def test_sparse_and_masked_runs_give_the_same_losses(store_update, backend, one_thread):
+    ls, ld, sparse, dense = _run_pair(store_update, backend)
     assert ls.numel() == 300
     torch.testing.assert_close(ls, ld, rtol=1e-9, atol=1e-9)
     assert ls[-20:].mean() < ls[:20].mean()  # it actually trained

@@ -6,8 +6,7 @@ from torch import nn
 
 from sparsetime.kernels import pattern_from_mask
 from sparsetime.kernels.conv import sparse_conv2d
-from sparsetime.nn import SparseConv2d, prune_and_grow
-from sparsetime.core.topk import select_topk
+from sparsetime.nn import SparseConv2d
 
 
 def _case(o, c, kh, kw, density, seed):
@@ -106,26 +105,3 @@ def test_module_init_and_validation():
         SparseConv2d(8, 16, 3, 0.5, stride=0)
     with pytest.raises(ValueError, match="input"):
         layer(torch.randn(2, 7, 5, 5))
-
-
-def test_gradient_growth_for_conv_matches_dense_gradient():
-    if not _numba():
-        pytest.skip("gradient capture for conv needs the numba kernels")
-    layer = SparseConv2d(3, 4, 3, 0.3, padding=1, generator=torch.Generator().manual_seed(1),
-                         backend="numba", dtype=torch.float64)
-    layer.capture_gradient_inputs(True)
-    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
-    layer(x).pow(2).sum().backward()
-    w = layer.to_dense().detach().requires_grad_()
-    F.conv2d(x, w, layer.bias.detach(), padding=1).pow(2).sum().backward()
-    kept = layer.flat_indices()
-    upd = prune_and_grow(layer, 5, "gradient", torch.Generator().manual_seed(2))
-    kept = kept[~torch.isin(kept, upd.dropped)]
-    s = w.grad.abs().reshape(-1)
-    s[kept] = float("-inf")
-    assert torch.equal(upd.grown, select_topk(s, 5))
-
-
-def _numba():
-    from sparsetime.kernels import numba_available
-    return numba_available()

@@ -1,0 +1,66 @@
+"""Which layers run sparse: ``execution="masked" | "sparse" | "auto"``, decided before any change.
+
+"masked" keeps every layer a dense tensor times a mask. "sparse" converts every layer the sparse
+provider can run (``nn.Linear``/``nn.Conv2d`` on CPU, not tied, not read as ``.weight`` by a
+parent such as ``nn.MultiheadAttention``); the others stay masked with a warning. "auto" converts
+only the layers where the provider says sparse is faster. Options that need dense state (a growth
+score over every position, redistribution, accumulated gradients) keep "auto" runs masked and are
+refused by "sparse".
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+from torch import nn
+
+from . import criteria
+from .options import SparsityOptions
+from .store import SparseProvider
+
+
+def dense_state_blocker(opts: SparsityOptions) -> str | None:
+    """Why these options cannot run on layers stored sparse (None when they can)."""
+    growth = opts.growth
+    if not growth.runs_sparse:
+        allowed = ", ".join(sorted(n for n, g in criteria.GROWTH.items() if g.runs_sparse))
+        return f"growth={growth.name!r} (it scores every dense position; sparse execution supports {allowed})"
+    if opts.redistribution:
+        return "redistribution=True (it needs a dense momentum of every weight)"
+    if growth.needs == "grad" and opts.grad_accumulation > 1:
+        return f"gradient growth with grad_accumulation={opts.grad_accumulation} (sparse execution uses 1)"
+    return None
+
+
+def plan_execution(model: nn.Module, params: Mapping[str, nn.Parameter], densities: Mapping[str, float],
+                   opts: SparsityOptions, provider: SparseProvider | None,
+                   prebuilt: Mapping[str, object]) -> list[str]:
+    """Names of the dense layers to convert to sparse modules (validated, warnings issued)."""
+    blocker = dense_state_blocker(opts)
+    if blocker is not None:
+        if prebuilt:
+            raise ValueError(f"the model holds sparse modules ({', '.join(prebuilt)}), which cannot run {blocker}")
+        if opts.execution == "sparse":
+            raise ValueError(f"execution='sparse' cannot run {blocker}; use execution='masked'")
+        return []
+    if opts.execution == "masked" or not params:
+        return []
+    if provider is None:
+        raise ValueError(f"execution={opts.execution!r} needs sparse kernels: import sparsetime.nn first")
+    chosen, unsupported, off_device = [], {}, {}
+    for n, p in params.items():
+        reason = provider.why_not(model, n, p, opts.growth)
+        if reason is not None:
+            unsupported[n] = reason
+        elif not provider.supports_device(p.device):
+            off_device[n] = str(p.device)
+        elif opts.execution == "sparse" or provider.prefers(tuple(p.shape), densities[n], p.device):
+            chosen.append(n)
+    if opts.execution == "sparse" and off_device:
+        warnings.warn(f"execution='sparse': no sparse kernels on {sorted(set(off_device.values()))} yet; layers "
+                      f"{', '.join(off_device)} run masked", UserWarning, stacklevel=4)
+    if opts.execution == "sparse" and unsupported:
+        warnings.warn("execution='sparse': these layers run masked: " + "; ".join(
+            f"{n}: {r}" for n, r in unsupported.items()), UserWarning, stacklevel=4)
+    return chosen
+
