@@ -1,4 +1,4 @@
-"""Saving mid-run and loading into fresh objects continues bit-for-bit (SPEC §9 checkpoint bugs)."""
+"""Saving mid-run and loading into fresh objects continues bit-for-bit (masks and fired masks in the checkpoint, so a resume does not re-sample)."""
 import io
 
 import pytest
@@ -51,7 +51,7 @@ def test_resume_is_bit_for_bit(growth, opt_name):
 
 
 def test_load_rejects_other_layers_names():
-    """Masks saved under one key and loaded under another must fail loudly (SPEC §9)."""
+    """Masks saved under one key and loaded under another must fail loudly."""
     _, _, sp, _, _ = build(0, 0, "random")
     state = sp.state_dict()
     state["masks"]["renamed.weight"] = state["masks"].pop("stem.weight")

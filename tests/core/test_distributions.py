@@ -1,4 +1,4 @@
-"""Layer densities against hand computations (SPEC §2) and exact counts (SPEC §1)."""
+"""Layer densities against hand computations and exact counts."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Exploration metrics (SPEC §5) against bookkeeping done independently in the test."""
+"""Exploration metrics (Rs, lifetimes, survival) against bookkeeping done independently in the test."""
 import pytest
 import torch
 

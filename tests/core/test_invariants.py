@@ -1,4 +1,5 @@
-"""SPEC §3 invariants after every sparsifier step, over models, optimizers and growth criteria."""
+"""The sparsity invariants after every sparsifier step (inactive weights and optimizer state exactly
+zero, counts kept), over models, optimizers and growth criteria."""
 import pytest
 import torch
 from hypothesis import given, settings

@@ -1,6 +1,6 @@
 """Sparse-aware init on real Fashion-MNIST: a 98%-sparse MLP 784-1000-1000-1000-10 leaves chance fast.
 
-The ITOP paper's code sits at 10% for 7 epochs on this setting (SPEC §1). Uses the files of
+The ITOP paper's code sits at 10% for 7 epochs on this setting without sparse-aware init. Uses the files of
 Debian's dataset-fashion-mnist (installed by scripts/setup.sh) or $SPARSETIME_DATA.
 """
 import pytest

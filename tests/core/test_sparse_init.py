@@ -1,4 +1,4 @@
-"""Sparse-aware initialisation (SPEC §1) and exact random masks."""
+"""Sparse-aware initialisation and exact random masks."""
 import math
 
 import torch

@@ -1,4 +1,4 @@
-"""Drop/grow selection (SPEC §4) against independent computations, and the known bugs of §9."""
+"""Drop/grow selection against independent computations, and known bugs of public DST code."""
 import math
 
 import pytest

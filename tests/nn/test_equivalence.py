@@ -1,4 +1,4 @@
-"""Sparse execution reproduces masked training: same losses over a few hundred steps (SPEC §3-4).
+"""Sparse execution reproduces masked training: same losses over a few hundred steps.
 
 The masked reference is written here independently: dense weights times a bool mask, weights and
 momentum re-masked after every optimizer step, drop by |w| over the dense masked weight with

@@ -1,4 +1,4 @@
-"""Per-layer densities: uniform, ER, ERK and custom (SPEC §2).
+"""Per-layer densities: uniform, ER, ERK and custom.
 
 All distributions solve for exact per-layer densities ``d_l`` whose weighted sum meets the global
 target over the masked set; ER/ERK cap densities at 1 by iteratively marking the layers with the
@@ -34,7 +34,8 @@ def raw_score(shape: Shape, distribution: str, power: float = 1.0) -> float:
 
 
 def active_count(density: float, size: int) -> int:
-    """Exact number of active weights: round half up of density * size (SPEC §1)."""
+    """Exact number of active weights: round half up of density * size, so that the counts
+    over all layers stay within one weight per layer of density * total."""
     return min(size, int(math.floor(density * size + 0.5)))
 
 

@@ -1,5 +1,5 @@
 """Index-set primitives of topology updates on (index, value) arrays, never through a dense matrix
-or mask (SPEC §3-4). Shared by both execution modes of the engine, so the masked and the sparse
+or mask. Shared by both execution modes of the engine, so the masked and the sparse
 engine draw the same positions from the same generator state.
 
 Positions are int64 flat indices ``row * cols + col`` kept sorted, which is exactly CSR order.
@@ -128,7 +128,7 @@ def drop_smallest(values: torch.Tensor, k: int,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(keep, drop): sorted positions into ``values`` keeping all but the k smallest |values|.
 
-    Exactly k are dropped; ties at the threshold are broken by ``generator`` (SPEC §4.3).
+    Exactly k are dropped; ties at the threshold are broken by ``generator``, never by dropping extra weights.
     """
     n = values.numel()
     if k < 0 or k > n:

@@ -1,4 +1,5 @@
-"""Exact-count random masks and sparse-aware initialisation (SPEC §1)."""
+"""Exact-count random masks (positions uniform without replacement, never Bernoulli per weight)
+and sparse-aware initialisation."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
-"""Drop-fraction schedules f(t) (SPEC §4.1), registered by name."""
+"""Drop-fraction schedules f(t), registered by name: constant alpha, cosine decay from alpha to
+f_min at the end step (RigL: f_min = 0; ITOP: 0.005), linear decay."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Which parameters of a model are sparse (SPEC §1).
+"""Which parameters of a model are sparse.
 
 By default the weights of every ``nn.Linear`` and ``nn.Conv{1,2,3}d`` are sparsifiable, and so are
 the fused Q/K/V projection weights of ``nn.MultiheadAttention`` (Linear weights in all but name); biases,

@@ -3,7 +3,7 @@
 Every selection in the library (drop the k smallest, grow the k largest, prune to a density) goes
 through :func:`topk_mask` / :func:`select_topk`, so counts are always exact: ties at the k-th
 value are broken by a random draw from the caller's generator, never by taking extra or fewer
-elements (SPEC §4.3). The boundary is found with one O(n) ``kthvalue``; no index sort.
+elements. The boundary is found with one O(n) ``kthvalue``; no index sort.
 """
 from __future__ import annotations
 

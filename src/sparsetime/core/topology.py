@@ -1,4 +1,4 @@
-"""Selection rules of the topology-update step shared by every DST method (SPEC §4.2-4.5).
+"""Selection rules of the topology-update step shared by every DST method.
 
 The update step itself is :meth:`sparsetime.core.sparsifier.DynamicSparsity.update_topology`:
 drop sets come from :func:`sparsetime.core.topk.select_topk` over the active weights' scores;

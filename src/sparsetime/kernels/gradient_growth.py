@@ -1,4 +1,4 @@
-"""RigL growth scores without a dense-sized temporary (SPEC §4.4, gradient criterion).
+"""RigL growth scores without a dense-sized temporary (the gradient criterion).
 
 The dense weight gradient ``G = dY^T X`` is computed in blocks of rows; each block's |G| competes
 in a streaming top-k, so memory is O(block_rows * in_features + k). Ties at the k-th score (for

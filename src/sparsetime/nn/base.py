@@ -53,7 +53,7 @@ class SparseModule(nn.Module):
         pattern = pattern_from_flat(flat, (rows, cols), check=False)
         bound = 1.0 / math.sqrt(cols)
         values = (torch.rand(nnz, generator=generator, dtype=dtype) * 2 - 1) * bound
-        if rescale_init:  # SPEC §1: keep each unit's pre-activation variance
+        if rescale_init:  # keep each unit's pre-activation variance (sparse-aware init)
             fan_in = (pattern.row_ptr[1:] - pattern.row_ptr[:-1]).long()
             scale = torch.sqrt(cols / fan_in.clamp(min=1).to(dtype))
             values = values * torch.repeat_interleave(scale, fan_in)

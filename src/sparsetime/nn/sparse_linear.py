@@ -21,7 +21,7 @@ class SparseLinear(SparseModule):
     ``density`` fixes nnz = floor(density * out * in + 0.5) positions drawn uniformly without
     replacement. Values start like ``nn.Linear`` (U(-1/sqrt(in), 1/sqrt(in))); with
     ``rescale_init`` each output unit's weights are multiplied by sqrt(in / active fan-in) so the
-    pre-activation variance matches the dense layer (SPEC §1). ``backend`` None picks numba when
+    pre-activation variance matches the dense layer. ``backend`` None picks numba when
     available, else torch. The output is a transposed view (features-major memory), see
     :mod:`sparsetime.kernels.linear`.
     """
