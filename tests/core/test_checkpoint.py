@@ -1,12 +1,17 @@
 """Saving mid-run and loading into fresh objects continues bit-for-bit (masks and fired masks in the checkpoint, so a resume does not re-sample)."""
 import io
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
 import sparsetime as st
+from sparsetime.core.state import masks_from_state
 
 from helpers import make_model, make_optimizer, train_steps
+
+DATA = Path(__file__).parent / "data"
 
 
 def build(seed_model, seed_sparsifier, growth, opt_name="sgd_momentum_wd"):
@@ -61,5 +66,50 @@ def test_load_rejects_other_layers_names():
     state["masks"]["stem.weight"] = torch.ones(2, 2, dtype=torch.bool)
     with pytest.raises(ValueError, match="shape"):
         sp.load_state_dict(state)
+    state = sp.state_dict()
+    state["active"] = {"stem.weight": torch.tensor([3, 1])}
+    del state["masks"]["stem.weight"]
+    with pytest.raises(ValueError, match="must be sorted, unique and in"):
+        sp.load_state_dict(state)
+    state["active"]["stem.weight"] = torch.tensor([0, 10**6])
+    with pytest.raises(ValueError, match="must be sorted, unique and in \\[0, 216\\)"):
+        sp.load_state_dict(state)
     with pytest.raises(ValueError, match="not a sparsetime"):
         sp.load_state_dict({"masks": {}})
+
+
+def _fresh(execution):
+    torch.manual_seed(9)  # another initial topology than the saved one
+    model = torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return st.DynamicSparsity(model, opt, density=0.25, update_interval=3, total_steps=30, seed=2,
+                              drop_fraction=0.4, execution=execution)
+
+
+@pytest.mark.parametrize("saved", ["masked", "sparse"])
+@pytest.mark.parametrize("execution", ["masked", "sparse"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_states_of_earlier_versions_still_load(saved, execution, version):
+    """States written by the engine before the redesign (files made by that code, with what it
+    reported about them) load into either execution mode and give the same topology and metrics."""
+    if version == 1 and saved == "sparse":
+        pytest.skip("version 1 had no sparse execution")
+    state = torch.load(DATA / f"state_v2_{saved}.pt", weights_only=True)
+    expect = json.loads((DATA / f"state_v2_{saved}.json").read_text())
+    if version == 1:  # version 1 was version 2 without the sparse layers' ``active`` entry
+        state = {k: v for k, v in state.items() if k != "active"}
+        state["version"] = 1
+    sp = _fresh(execution)
+    sp.load_state_dict(state)
+    assert sp.step_count == expect["step"] == 16
+    assert {n: sp.active_indices(n).tolist() for n in sp.layer_names} == expect["active"]
+    stats = sp.exploration_stats()
+    stats["lifetime_histogram"] = {str(k): v for k, v in stats["lifetime_histogram"].items()}
+    assert stats == expect["stats"]
+    assert sp.layer_exploration_rates() == expect["layer_rates"]
+    assert sp.update_history == expect["history"]
+    masks = masks_from_state(state)
+    assert all(torch.equal(masks[n], sp.masks[n]) for n in sp.layer_names)
+    back = sp.state_dict()
+    assert back["version"] == 3 and set(back["active"]) | set(back["masks"]) == set(sp.layer_names)
+    assert all(torch.equal(masks_from_state(back)[n], masks[n]) for n in masks)

@@ -293,11 +293,13 @@ class DynamicSparsity:
         Masked layers save a bool ``masks`` entry, sparse layers their sorted active flat indices
         (``active``); either loads into either execution mode.
         """
-        return save_state(self)
+        return save_state(self._step, self.stores, self.tracker, self.generator, self.gradients,
+                          self.update_history, self.layer_target_densities)
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore from :meth:`state_dict`; names and shapes must match this sparsifier's layers."""
-        load_state(self, state)
+        self._step, self.update_history, self.layer_target_densities = load_state(
+            state, self.stores, self.tracker, self.generator, self.gradients)
         self._after_step_all()
         self.gradients.prepare(self._step + 1)
 

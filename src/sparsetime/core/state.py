@@ -1,21 +1,23 @@
 """Checkpoint state of a sparsifier: everything needed to continue bit-for-bit.
 
 Version 3: the topology of masked layers as bool ``masks``, of sparse layers as sorted ``active``
-flat indices (either loads into either execution mode), the exploration state in index form, the
-step, the generator, momentum and accumulated gradients, the update history and the target
-densities. Versions 1 and 2 (dense exploration tensors for masked layers) still load.
+flat indices with their ``shapes`` (either loads into either mode), the exploration state in index form,
+the step, the generator, momentum and accumulated gradients, the update history and the target
+densities. Versions 1 and 2 (bool ``masks`` and dense exploration tensors for masked layers) still
+load. :func:`masks_from_state` reads the bool masks out of any version, for tools that want them.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import torch
 
+from .exploration import ExplorationTracker
+from .gradients import GradientMachinery
+from .index_sets import mask_from_indices
 from .masks import check_mask
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .sparsifier import DynamicSparsity
+from .store import LayerStore
 
 STATE_VERSION = 3
 READABLE_STATE_VERSIONS = (1, 2, 3)
@@ -31,30 +33,48 @@ def check_active(name: str, flat: torch.Tensor, size: int) -> torch.Tensor:
     return flat
 
 
-def save_state(sp: "DynamicSparsity") -> dict:
-    """The state dict of ``sp`` (see the module docstring)."""
-    stores = sp.stores
-    grads = sp.gradients.state_dict()
+def save_state(step: int, stores: Mapping[str, LayerStore], tracker: ExplorationTracker,
+               generator: torch.Generator, gradients: GradientMachinery, history: list[dict],
+               targets: Mapping[str, float | None]) -> dict:
+    """The state dict of a sparsifier made of these parts (see the module docstring)."""
+    grads = gradients.state_dict()
     return {
         "version": STATE_VERSION,
-        "step": sp.step_count,
+        "step": step,
         "names": list(stores),
         "shapes": {n: list(s.shape) for n, s in stores.items()},
         "masks": {n: s.dense_mask().cpu().clone() for n, s in stores.items() if s.execution == "masked"},
         "active": {n: s.active().cpu().clone() for n, s in stores.items() if s.execution != "masked"},
-        "exploration": sp.tracker.state_dict(),
-        "generator": sp.generator.get_state(),
+        "exploration": tracker.state_dict(),
+        "generator": generator.get_state(),
         "momentum": grads["momentum"],
         "grad_sum": grads["grad_sum"],
-        "history": list(sp.update_history),
-        "layer_target_densities": dict(sp.layer_target_densities),
+        "history": list(history),
+        "layer_target_densities": dict(targets),
     }
+
+
+def _check_version(state: Mapping) -> None:
+    if not isinstance(state, Mapping) or state.get("version") not in READABLE_STATE_VERSIONS:
+        raise ValueError(f"not a sparsetime DynamicSparsity state (expected version {STATE_VERSION})")
+
+
+def masks_from_state(state: Mapping) -> dict[str, torch.Tensor]:
+    """{name: bool mask} of every layer of a saved state (any readable version), on the CPU."""
+    _check_version(state)
+    masks = {str(n): check_mask(n, m, m.shape).cpu() for n, m in (state.get("masks") or {}).items()}
+    shapes = state.get("shapes") or {}
+    for name, flat in (state.get("active") or {}).items():
+        if name not in shapes:
+            raise ValueError(f"sparsifier state has active indices for {name!r} but no shape for it")
+        shape = tuple(int(s) for s in shapes[name])
+        masks[str(name)] = mask_from_indices(check_active(name, flat, math.prod(shape)), shape, "cpu")
+    return masks
 
 
 def read_topology(state: Mapping, stores: Mapping) -> dict[str, torch.Tensor]:
     """{name: sorted active flat indices} from a saved state, checked against ``stores``."""
-    if not isinstance(state, Mapping) or state.get("version") not in READABLE_STATE_VERSIONS:
-        raise ValueError(f"not a sparsetime DynamicSparsity state (expected version {STATE_VERSION})")
+    _check_version(state)
     masks, saved_active = dict(state.get("masks") or {}), dict(state.get("active") or {})
     mine, theirs = set(stores), set(masks) | set(saved_active)
     if mine != theirs:
@@ -69,14 +89,14 @@ def read_topology(state: Mapping, stores: Mapping) -> dict[str, torch.Tensor]:
     return active
 
 
-def load_state(sp: "DynamicSparsity", state: Mapping) -> None:
-    """Restore ``sp`` from :func:`save_state` output (any readable version)."""
-    active = read_topology(state, sp.stores)
-    for n, store in sp.stores.items():
+def load_state(state: Mapping, stores: Mapping[str, LayerStore], tracker: ExplorationTracker,
+               generator: torch.Generator, gradients: GradientMachinery) -> tuple[int, list[dict], dict]:
+    """Restore the parts from :func:`save_state` output (any readable version); returns the step,
+    the update history and the target densities."""
+    active = read_topology(state, stores)
+    for n, store in stores.items():
         store.set_active(active[n])
-    sp.tracker.load_state_dict(state["exploration"], active)
-    sp.generator.set_state(state["generator"])
-    sp._step = int(state["step"])
-    sp.gradients.load_state_dict(state["momentum"], state["grad_sum"])
-    sp.update_history = list(state["history"])
-    sp.layer_target_densities = dict(state["layer_target_densities"])
+    tracker.load_state_dict(state["exploration"], active)
+    generator.set_state(state["generator"])
+    gradients.load_state_dict(state["momentum"], state["grad_sum"])
+    return int(state["step"]), list(state["history"]), dict(state["layer_target_densities"])
