@@ -1,0 +1,52 @@
+"""Run-directory names of existing configs never change: a finished run must be found again.
+
+The expected hashes were computed by the code before the presets became the single home of the
+method defaults; any change to a resolved default (or to how the config is hashed) shows up here.
+"""
+from __future__ import annotations
+
+import pytest
+
+from sparsetime.experiments import lottery_configs, lottery_directory
+from sparsetime.train import available_methods, config_hash, load_config, resolve_config, run_directory
+
+DEFAULT_HASH = "b6fb4220"  # `sparsetime train` with no overrides (SET-ITOP, MLP, Fashion-MNIST, density 0.02)
+METHOD_HASHES = {
+    "dense": "416b2e7f", "gmp": "d51d59aa", "grasp": "da86183e", "lth": "035c9e00", "magnitude": "ded0d5bc",
+    "random": "c8004196", "rigl": "8faa8a73", "set": "b6fb4220", "snfs": "eb06a85a", "snip": "db5bdc88",
+    "static": "6dfb5f7f", "synflow": "360a6d35",
+}
+# `sparsetime lth` experiments: the experiment directory and its first level directories
+LTH_DIRECTORIES = {
+    (): ("lth-mlp-fashion_mnist-cd238f6b", 19, ["level_00-78f2a7a1", "level_01-a411b967", "level_02-0b1e641f"]),
+    ("sparsity.options.mode=finetune", "sparsity.options.rewind_step=100"): (
+        "lth-mlp-fashion_mnist-3fb1fe5d", 19, ["level_00-9d3643fd", "level_01-554e1414", "level_02-95e94719"]),
+    ("sparsity.options.mode=lr", "sparsity.options.levels=2"): (
+        "lth-mlp-fashion_mnist-93b69b53", 3, ["level_00-17995154", "level_01-452a00b6", "level_02-47b70d43"]),
+}
+
+
+def test_default_config_hash_is_pinned():
+    resolved = resolve_config(load_config(None, []))
+    assert config_hash(resolved) == DEFAULT_HASH
+    assert run_directory(resolved).name == f"set-mlp-fashion_mnist-d0.02-{DEFAULT_HASH}"
+
+
+def test_every_method_is_pinned():
+    assert sorted(METHOD_HASHES) == available_methods()
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_HASHES))
+def test_method_default_config_hash_is_pinned(method):
+    resolved = resolve_config(load_config(None, [f"sparsity.method={method}"]))
+    assert config_hash(resolved) == METHOD_HASHES[method]
+
+
+@pytest.mark.parametrize("overrides", sorted(LTH_DIRECTORIES))
+def test_lottery_experiment_directories_are_pinned(overrides):
+    experiment, count, first_levels = LTH_DIRECTORIES[overrides]
+    config = load_config(None, ["output_dir=runs", *overrides])
+    configs = lottery_configs(config)
+    assert lottery_directory(config).name == experiment and len(configs) == count
+    assert [run_directory(c).name for c in configs[:3]] == first_levels
+    assert {run_directory(c).parent.name for c in configs} == {experiment}
