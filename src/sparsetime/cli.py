@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only keys that do not change results (device, progress, ...)")
     lth = sub.add_parser("lth", help="run every level of a lottery-ticket experiment (resumes where it stopped)",
                          description="Iterative magnitude pruning: level L prunes sparsity.options.fraction of the "
-                                     "weights left by level L-1 and retrains (sparsity.options.mode weights|lr|"
-                                     "finetune, rewind_step, levels). Each level is a run directory under one "
-                                     "experiment directory; finished levels are skipped on re-runs.")
+                                     "weights left by level L-1 and retrains steps rewind_step..T "
+                                     "(sparsity.options.mode weights|lr|finetune, rewind_step, levels; "
+                                     "controls=[reinit,random_mask] adds the two standard controls of every "
+                                     "level). Each level is a run directory under one experiment directory; "
+                                     "finished levels are skipped on re-runs.")
     lth.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML config; overrides apply on top")
     lth.add_argument("overrides", nargs="*", metavar="key=value")
     sub.add_parser("info", help="versions, device, threads and locally available datasets")

@@ -1,6 +1,8 @@
-"""Lottery tickets: level densities, exact prune_level, exact rewind (BN included), procedure, resume, controls."""
-import os
+"""Lottery-ticket math: level densities, exact prune_level, exact rewind (BN included), the two controls.
 
+The experiment that chains them (rewinding modes, resume, controls as runs) is tested through
+``run_lottery`` and ``sparsetime lth``.
+"""
 import pytest
 import torch
 from torch import nn
@@ -27,6 +29,17 @@ def _train_a_bit(model, steps=3, seed=0):
 @pytest.mark.parametrize("level,p,expected", [(0, 0.2, 1.0), (1, 0.2, 0.8), (3, 0.2, 0.512), (2, 0.5, 0.25)])
 def test_lth_density(level, p, expected):
     assert P.lth_density(level, p) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("density,p,expected", [
+    (0.02, 0.2, 18),   # log(0.02) / log(0.8) = 17.53
+    (0.512, 0.2, 3),   # exactly (0.8)^3: no extra level for the rounding of the logarithms
+    (0.5, 0.5, 1), (0.49, 0.5, 2), (1.0, 0.2, 0),
+])
+def test_lth_levels_is_the_fewest_levels_reaching_the_density(density, p, expected):
+    assert P.lth_levels(density, p) == expected
+    assert P.lth_density(expected, p) <= density + 1e-12
+    assert expected == 0 or P.lth_density(expected - 1, p) > density
 
 
 @pytest.mark.parametrize("p", [0, 0.0, 1, 1.0, -0.2, 1.5])
@@ -89,125 +102,6 @@ def test_rewind_rejects_foreign_snapshot():
         P.rewind(_net(), P.snapshot(nn.Sequential(nn.Linear(6, 3))))
 
 
-class Recorder:
-    """A fake trainer: records each call, then 'trains' deterministically (weights and BN stats change)."""
-
-    def __init__(self, fail_at=None):
-        self.calls = []
-        self.fail_at = fail_at
-
-    def __call__(self, model, start_step, masks, *, stop_step, lr_mode, run_name):
-        self.calls.append({"start": start_step, "stop": stop_step, "lr_mode": lr_mode, "run": run_name,
-                           "masks": None if masks is None else {n: m.clone() for n, m in masks.items()},
-                           "state": P.snapshot(model)})
-        if run_name == self.fail_at:
-            self.fail_at = None
-            raise RuntimeError("simulated crash")
-        with torch.no_grad():
-            for i, p in enumerate(model.parameters()):
-                p.mul_(1.25).add_(0.01 * (i + 1) + 0.001 * start_step)
-        model.train()
-        model(torch.linspace(-1, 1, 24).view(4, 6))  # moves BN running stats
-        if masks is not None:
-            P.apply_masks(model, masks)
-
-
-def test_procedure_weight_rewinding_to_zero():
-    model = _net(5)
-    init = P.snapshot(model)
-    rec = Recorder()
-    lt = P.LotteryTicket(model, rec, total_steps=100, levels=2)
-    records = lt.run()
-    assert [c["run"] for c in rec.calls] == ["level_00", "level_01", "level_02"]
-    assert [c["start"] for c in rec.calls] == [0, 0, 0] and {c["lr_mode"] for c in rec.calls} == {"schedule"}
-    assert rec.calls[0]["masks"] is None
-    assert [r.active for r in records] == [108, 86, 69]
-    for call in rec.calls:  # every level starts from the original init (masked), BN buffers included
-        for k, v in init.items():
-            expected = v * call["masks"][k] if call["masks"] is not None and k in call["masks"] else v
-            assert torch.equal(call["state"][k], expected), (call["run"], k)
-    assert torch.equal(lt.masks["0.weight"], rec.calls[2]["masks"]["0.weight"])
-
-
-def test_procedure_rewinds_to_step_k():
-    model = _net(6)
-    rec = Recorder()
-    P.LotteryTicket(model, rec, total_steps=100, levels=1, rewind_step=10).run()
-    assert [(c["start"], c["stop"], c["run"]) for c in rec.calls] == [
-        (0, 10, "level_00"), (10, None, "level_00"), (10, None, "level_01")]
-    at_k = rec.calls[1]["state"]  # weights after training to step k
-    masks = rec.calls[2]["masks"]
-    for k, v in at_k.items():
-        expected = v * masks[k] if k in masks else v
-        assert torch.equal(rec.calls[2]["state"][k], expected), k
-
-
-@pytest.mark.parametrize("mode,lr_mode", [("lr", "schedule"), ("finetune", "final")])
-def test_procedure_lr_rewinding_and_finetuning_keep_trained_weights(mode, lr_mode):
-    model = _net(7)
-    rec = Recorder()
-    lt = P.LotteryTicket(model, rec, total_steps=50, levels=1, rewind_step=5, mode=mode)
-    lt.run()
-    level1 = rec.calls[-1]
-    assert (level1["start"], level1["lr_mode"]) == (5, lr_mode)
-    # the level-1 run starts from the weights level 0 ended with (masked): recompute level 0's end
-    replay = _net(7)
-    rec2 = Recorder()
-    rec2(replay, 0, None, stop_step=5, lr_mode="schedule", run_name="x")
-    rec2(replay, 5, None, stop_step=None, lr_mode="schedule", run_name="x")
-    for k, v in P.snapshot(replay).items():
-        expected = v * level1["masks"][k] if k in level1["masks"] else v
-        assert torch.equal(level1["state"][k], expected), k
-
-
-def test_procedure_resumes_after_a_crash(tmp_path):
-    path = tmp_path / "lth" / "state.pt"
-    reference = Recorder()
-    ref_model = _net(8)
-    P.LotteryTicket(ref_model, reference, total_steps=20, levels=3, rewind_step=2, state_path=None).run()
-
-    crashing = Recorder(fail_at="level_02")
-    with pytest.raises(RuntimeError, match="simulated"):
-        P.LotteryTicket(_net(8), crashing, total_steps=20, levels=3, rewind_step=2, state_path=path).run()
-    assert path.exists()
-    resumed_rec = Recorder()
-    model = _net(99)  # a fresh process: whatever weights, the state file drives the rest
-    lt = P.LotteryTicket(model, resumed_rec, total_steps=20, levels=3, rewind_step=2, state_path=path)
-    records = lt.run()
-    assert [c["run"] for c in resumed_rec.calls] == ["level_02", "level_03"]
-    assert [r.level for r in records] == [0, 1, 2, 3]
-    for n in ref_model.state_dict():
-        assert torch.equal(model.state_dict()[n], ref_model.state_dict()[n]), n
-    assert all(torch.equal(lt.masks[n], reference.calls[-1]["masks"][n]) for n in lt.masks)
-    finished = Recorder()  # a finished procedure trains nothing more
-    assert len(P.LotteryTicket(_net(8), finished, total_steps=20, levels=3, rewind_step=2, state_path=path).run()) == 4
-    assert finished.calls == []
-    # resuming with other settings is refused
-    with pytest.raises(ValueError, match="fraction"):
-        P.LotteryTicket(_net(8), Recorder(), total_steps=20, levels=3, rewind_step=2, fraction=0.5,
-                        state_path=path).run()
-
-
-@pytest.mark.parametrize("kwargs,match", [
-    ({"rewind_step": 100}, "beyond training"),
-    ({"rewind_step": 250}, "beyond training"),
-    ({"fraction": 1.0}, "fraction"),
-    ({"fraction": 0}, "fraction"),
-    ({"mode": "rewind"}, "mode"),
-    ({"levels": -1}, "levels"),
-])
-def test_bad_procedure_input_writes_nothing(tmp_path, kwargs, match):
-    path = tmp_path / "state.pt"
-    with pytest.raises(ValueError, match=match):
-        P.LotteryTicket(_net(), Recorder(), total_steps=100, **{"levels": 2, **kwargs}, state_path=path).run()
-    assert os.listdir(tmp_path) == []
-
-
-def test_procedure_no_sparsifiable_layer():
-    with pytest.raises(ValueError, match="no sparsifiable layer"):
-        P.LotteryTicket(nn.Sequential(nn.BatchNorm1d(3)), Recorder(), total_steps=10, levels=1)
-
-
 def test_random_mask_control_keeps_layer_counts():
     model = _net(9)
     masks = P.prune_level(model, fraction=0.6)
@@ -233,19 +127,3 @@ def test_random_reinit_control():
     other = _net(11)
     P.random_reinit(other, masks, seed=3)
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in model.state_dict().items())
-
-
-def test_procedure_controls():
-    model = _net(12)
-    rec = Recorder()
-    lt = P.LotteryTicket(model, rec, total_steps=10, levels=1)
-    lt.run()
-    ticket = lt.level_masks(1)
-    rm = lt.run_control(1, "random_mask", seed=0)
-    assert rec.calls[-1]["run"] == "level_01_random_mask"
-    assert all(int(rm[n].sum()) == int(ticket[n].sum()) for n in ticket)
-    lt.run_control(1, "reinit")
-    assert rec.calls[-1]["run"] == "level_01_reinit"
-    assert all(torch.equal(rec.calls[-1]["masks"][n], ticket[n]) for n in ticket)
-    with pytest.raises(ValueError, match="control kind"):
-        lt.run_control(1, "shuffle")

@@ -9,7 +9,7 @@ import torch
 
 from sparsetime.train import Config, config_hash, load_checkpoint, load_config, resolve_config, resume, train
 from sparsetime.train import trainer as trainer_module
-from sparsetime.train.pruning_methods import load_masks
+from sparsetime.train.init_masks import load_masks
 
 TIMING = {"seconds", "eval_seconds", "train_seconds"}
 

@@ -1,4 +1,4 @@
-"""FLOPs counting (SPEC §7): per-layer inference FLOPs and per-step training FLOPs by method."""
+"""FLOPs counting: per-layer inference FLOPs and per-step training FLOPs by method."""
 from __future__ import annotations
 
 import pytest
@@ -93,5 +93,70 @@ def test_mask_densities():
     ("snfs", 2 * 10.0 + 100.0),
 ])
 def test_training_step_flops_per_method(method, expected):
-    # SPEC §7 with f_S = 10, f_D = 100, Delta T = 50
+    # per example and step: dense 3 f_D, static and SET 3 f_S, RigL (3 f_S ΔT + 2 f_S + f_D) / (ΔT + 1),
+    # SNFS 2 f_S + f_D; with f_S = 10, f_D = 100, ΔT = 50
     assert get_method(method).step_flops(10.0, 100.0, 50) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- RigL after its last update
+
+def rigl_config(out, *extra: str):
+    """Synthetic 1x8x8 images, MLP 64-16-4; 120 examples in batches of 32 -> 4 steps (32, 32, 32, 24) per
+    epoch, 3 epochs: T = 12. Updates every 2 steps until T * stop_fraction."""
+    from sparsetime.train import load_config
+
+    return load_config(None, [
+        "dataset=synthetic", "data.options.train_size=120", "data.options.test_size=32",
+        "model_options.hidden=[16]", "epochs=3", "batch_size=32", "sparsity.method=rigl", "sparsity.density=0.3",
+        "sparsity.update_interval=2", f"output_dir={out}", "progress=none", "device=cpu", *extra])
+
+
+def hand_rigl_flops(run_dir, stop_steps: int) -> float:
+    """Training FLOPs written out by hand: RigL's rate for the first ``stop_steps`` steps, 3 f_S after."""
+    from sparsetime.train import load_checkpoint
+
+    masks = load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"]["masks"]
+    shapes = {"layers.0.weight": (16, 64), "layers.1.weight": (4, 16)}
+    assert {n: tuple(m.shape) for n, m in masks.items()} == shapes
+    f_d = sum(2.0 * o * i for o, i in shapes.values())
+    f_s = sum(2.0 * int(m.sum()) for m in masks.values())  # a Linear costs 2 FLOPs per active weight
+    dt = 2
+    rigl = (3 * f_s * dt + 2 * f_s + f_d) / (dt + 1)
+    batches = [32, 32, 32, 24] * 3
+    return sum(b * (rigl if step < stop_steps else 3 * f_s) for step, b in enumerate(batches))
+
+
+@pytest.mark.parametrize("stop_fraction, stop_steps", [
+    (0.5, 6),      # T * stop = 6: the stop falls in the middle of epoch 2 (steps 4..7)
+    (0.45, 5),     # T * stop = 5.4: the last update is at step 4, steps 0..4 are charged at RigL's rate
+    (0.25, 3),     # stop inside epoch 1, before its last (short) batch is reached
+    (1.0, 12),     # never stops
+])
+def test_rigl_training_flops_cost_3_fs_per_step_after_the_last_update(tmp_path, stop_fraction, stop_steps):
+    from sparsetime.train import train
+
+    result = train(rigl_config(tmp_path, f"sparsity.stop_fraction={stop_fraction}"))
+    assert result.summary["topology_updates"] == stop_steps // 2
+    assert result.summary["train_flops"] == pytest.approx(hand_rigl_flops(result.run_dir, stop_steps), rel=1e-12)
+
+
+def test_rigl_training_flops_of_a_resumed_run_split_at_the_stop_step(tmp_path, monkeypatch):
+    """A run resumed at step 4 (after epoch 1) whose stop step 6 lies in its first epoch."""
+    from sparsetime.train import resume, run_directory, resolve_config, train
+    from sparsetime.train import trainer as trainer_module
+
+    config = rigl_config(tmp_path, "sparsity.stop_fraction=0.5")
+    original = trainer_module.Trainer._train_epoch
+
+    def interrupt(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", original)
+    result = resume(run_directory(resolve_config(config)))
+    assert "resumed from" in (result.run_dir / "train.log").read_text()
+    assert result.summary["train_flops"] == pytest.approx(hand_rigl_flops(result.run_dir, 6), rel=1e-12)

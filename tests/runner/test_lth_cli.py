@@ -48,6 +48,20 @@ def test_two_levels_prune_half_of_the_trained_weights_by_magnitude(tmp_path, cap
         assert torch.equal(masks[n], trained[n].abs() >= threshold), n
 
 
+def test_controls_option_adds_control_runs_next_to_the_levels(tmp_path, capsys):
+    assert main(args(tmp_path, "sparsity.options.controls=[random_mask]")) == EXIT_OK
+    table = capsys.readouterr().out
+    level0, level1, control = level_dirs(tmp_path)
+    assert control.name.startswith("level_01_random_mask-") and RUN_FILES <= {p.name for p in control.iterdir()}
+    summary = json.loads((control / "summary.json").read_text())
+    assert summary["density"] == json.loads((level1 / "summary.json").read_text())["density"]
+    assert re.search(r"random_mask\s+1\s+0\.5000\s+0\.5000", table) and str(control) in table
+    ticket = load_checkpoint(level1 / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
+    masks = load_checkpoint(control / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
+    assert {n: int(m.sum()) for n, m in masks.items()} == {n: int(m.sum()) for n, m in ticket.items()}
+    assert any(not torch.equal(masks[n], ticket[n]) for n in ticket)
+
+
 def test_interrupted_experiment_resumes_and_skips_finished_levels(tmp_path, monkeypatch, capsys):
     assert main(args(tmp_path / "reference")) == EXIT_OK
     original = trainer_module.Trainer._train_epoch
@@ -86,6 +100,9 @@ def test_interrupted_experiment_resumes_and_skips_finished_levels(tmp_path, monk
 @pytest.mark.parametrize("extra, match", [
     (["sparsity.options.fraction=1"], "fraction"),
     (["sparsity.options.fraction=-0.2"], "fraction"),
+    (["sparsity.options.fraction=0"], "fraction"),
+    (["sparsity.options.levels=-1"], "levels"),
+    (["sparsity.options.controls=[shuffle]"], "controls"),
     (["sparsity.options.rewind_step=100"], "rewind_step"),
     (["sparsity.options.mode=late"], "mode"),
     (["sparsity.options.mode=finetune", "schedule.name=cosine"], "min_lr"),

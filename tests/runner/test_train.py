@@ -11,7 +11,7 @@ from sparsetime.train import (NonFiniteLossError, config_to_yaml, load_checkpoin
                               resolve_config, resume, run_directory, train)
 from sparsetime.train import methods as methods_module
 from sparsetime.train import trainer as trainer_module
-from sparsetime.train.methods import DenseTraining
+from sparsetime.train.dst_methods import DenseTraining
 
 # synthetic data: 128 train / 64 test images of 1x8x8, 4 classes; MLP 64-16-4; 4 steps per epoch
 IN, HID, OUT, TRAIN = 64, 16, 4, 128

@@ -12,19 +12,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..core.distributions import active_count
+from ..core.distributions import active_count, check_density
 from ..core.index_sets import mask_from_indices
 from ..kernels._torch_impl import csr_tensor
 from ..kernels.csr import CSRPattern, flat_indices, pattern_from_flat, validate_csr
 from ..kernels.gradient_growth import blockwise_topk
 from ..kernels.topology import remap, remap_optimizer_state, sample_absent
-
-
-def check_density(density: float) -> float:
-    """Density as a float in (0, 1], else ValueError."""
-    if isinstance(density, bool) or not isinstance(density, (int, float)) or not (0.0 < float(density) <= 1.0):
-        raise ValueError(f"density must be a number in (0, 1], got {density!r}")
-    return float(density)
 
 
 def check_positive(name: str, value: int) -> int:

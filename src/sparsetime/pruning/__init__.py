@@ -2,13 +2,12 @@
 
 Every function works on any ``nn.Module`` without the runner; masks are {fully qualified
 parameter name: bool tensor} and can seed a dynamic sparse training run
-(``DynamicSparsity(..., initial_masks=masks)``). See SPEC §6.
+(``DynamicSparsity(..., initial_masks=masks)``).
 """
 from .connectivity import InstabilityResult, interpolate_instability, recompute_bn_statistics
 from .gmp import GradualMagnitudePruner, check_gmp_schedule, gmp_density
 from .grasp import grasp_scores
 from .lottery import lth_density, lth_levels, prune_level, random_masks, random_reinit, rewind, snapshot
-from .lottery_run import LevelRecord, LotteryTicket
 from .mask_distance import EarlyBird, hamming_distance
 from .masking import (apply_masks, layer_topk_masks, mask_density, masks_from_scores, topk_masks,
                       zero_optimizer_state)
@@ -19,7 +18,7 @@ from .synflow import synflow_scores
 METHODS = tuple(SCORE_FUNCTIONS)
 
 __all__ = [
-    "METHODS", "EarlyBird", "GradualMagnitudePruner", "InstabilityResult", "LevelRecord", "LotteryTicket",
+    "METHODS", "EarlyBird", "GradualMagnitudePruner", "InstabilityResult",
     "apply_masks", "check_gmp_schedule", "gmp_density", "grasp_scores", "hamming_distance",
     "interpolate_instability", "layer_topk_masks", "lth_density", "lth_levels", "magnitude_prune",
     "magnitude_scores", "mask_density", "masks_from_scores", "prune", "prune_level", "random_masks",

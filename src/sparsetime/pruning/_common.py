@@ -1,4 +1,4 @@
-"""Small helpers shared by the pruning modules: argument checks, batch handling, devices, atomic saves.
+"""Small helpers shared by the pruning modules: argument checks, batch handling, devices.
 
 Private to :mod:`sparsetime.pruning`; the public functions validate through these so every bad
 value raises the same kind of ValueError (naming the value and what is allowed).
@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from sparsetime.core.distributions import check_density  # noqa: F401  the pruning modules validate with it
 from sparsetime.core.selection import select_sparse_parameters
 
 logger = logging.getLogger(__name__)
@@ -23,16 +21,6 @@ logger = logging.getLogger(__name__)
 SCOPES = ("global", "layer")
 Masks = dict[str, torch.Tensor]
 Batch = tuple[Any, Any]
-
-
-def check_density(density: float, what: str = "density") -> float:
-    """Return ``density`` as a float after checking it lies in (0, 1]."""
-    if isinstance(density, bool) or not isinstance(density, (int, float)):
-        raise ValueError(f"{what} must be a number in (0, 1], got {density!r}")
-    value = float(density)
-    if not (0.0 < value <= 1.0) or math.isnan(value):
-        raise ValueError(f"{what} must be in (0, 1] (fraction of weights kept), got {density!r}")
-    return value
 
 
 def check_fraction(fraction: float, what: str = "fraction") -> float:
@@ -154,24 +142,6 @@ def make_generator(generator: torch.Generator | None = None, seed: int | None = 
     if seed is None:
         return None
     return torch.Generator().manual_seed(check_int(seed, "seed"))
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def working_copy(model: nn.Module, names: Sequence[str], masks: Mapping[str, torch.Tensor] | None,

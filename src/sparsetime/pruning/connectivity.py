@@ -1,4 +1,4 @@
-"""Linear mode connectivity and instability (Frankle et al. 2020), SPEC §6.
+"""Linear mode connectivity and instability (Frankle et al. 2020).
 
 Given two networks trained from the same weights under different data orders, evaluate
 err(α w_a + (1 - α) w_b) along a grid of α; instability is the largest error on the path minus

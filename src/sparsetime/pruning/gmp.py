@@ -1,10 +1,10 @@
-"""Gradual magnitude pruning (Zhu & Gupta 2017), SPEC §6.
+"""Gradual magnitude pruning (Zhu & Gupta 2017).
 
 Sparsity follows s_t = s_f + (s_i - s_f) (1 - (t - t_0) / (n ΔT))^3 at the pruning steps
 t ∈ {t_0, t_0 + ΔT, ..., t_0 + n ΔT = end_step}, constant in between; density is 1 - s. At each
 pruning step the smallest-magnitude active weights are removed (masks only shrink: inactive
 weights score -inf). Every ``step()`` re-zeroes pruned weights and their optimizer state, so
-momentum and weight decay never revive them (SPEC §3).
+momentum and weight decay never revive them.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GraSP: gradient signal preservation (Wang et al. 2020), SPEC §6.
+"""GraSP: gradient signal preservation (Wang et al. 2020).
 
 With L the mean loss over the scoring batches on logits divided by ``temperature`` (200), g = ∇L
 and Hg the Hessian-gradient product (both over the masked set), the paper removes the weights

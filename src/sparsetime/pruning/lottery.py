@@ -1,10 +1,11 @@
-"""Building blocks of iterative magnitude pruning / lottery tickets (Frankle & Carbin 2019), SPEC §6.
+"""The math of iterative magnitude pruning / lottery tickets (Frankle & Carbin 2019).
 
 ``snapshot`` and ``rewind`` save and restore the full model state (BatchNorm running statistics
 included); ``prune_level`` removes a fraction p of the still-active weights by magnitude;
-``lth_density`` is the density after L levels, (1 - p)^L. ``random_reinit`` and ``random_masks``
-build the two standard controls (same mask with fresh weights; same per-layer counts at random
-positions). The procedure that chains them lives in :mod:`sparsetime.pruning.lottery_run`.
+``lth_density`` is the density after L levels, (1 - p)^L, and ``lth_levels`` the fewest levels
+that reach a density. ``random_reinit`` and ``random_masks`` build the two standard controls (same
+mask with fresh weights; same per-layer counts at random positions). The experiment that chains
+them, every level a resumable run, is ``sparsetime lth`` (:mod:`sparsetime.experiments.lottery`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Distances between masks, and early-bird ticket detection (You et al. 2020), SPEC §6.
+"""Distances between masks, and early-bird ticket detection (You et al. 2020).
 
 The Hamming distance counts positions where two masks disagree; normalised, it is divided by the
 number of positions. :class:`EarlyBird` keeps the last ``window`` masks (one per epoch) and reports

@@ -1,4 +1,4 @@
-"""From scores to masks, and masks onto a model (SPEC §6, §3).
+"""From scores to masks, and masks onto a model.
 
 :func:`masks_from_scores` keeps exactly ``round(density * N)`` weights with the highest scores,
 over all layers at once (``scope="global"``) or per layer (``scope="layer"``), with the

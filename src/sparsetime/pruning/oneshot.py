@@ -1,4 +1,4 @@
-"""One entry point for every pruning score, and one-shot pruning built on it (SPEC §6).
+"""One entry point for every pruning score, and one-shot pruning built on it.
 
 ``scores(model, method, batches=None, **options)`` dispatches to the score functions of this
 package; ``prune(...)`` turns scores into masks at a density. Options are checked against the

@@ -1,4 +1,4 @@
-"""First-order and data-free saliency scores: random, magnitude, SNIP (SPEC §6).
+"""First-order and data-free saliency scores: random, magnitude, SNIP.
 
 Each function returns {parameter name: score tensor} over the masked set (Linear/ConvNd weights
 by default; pass ``dense_layers``/``dense_first``/``dense_last``/``extra_layers`` to change it);

@@ -1,11 +1,11 @@
-"""SynFlow: iterative synaptic flow pruning (Tanaka et al. 2020), SPEC §6 and §9.
+"""SynFlow: iterative synaptic flow pruning (Tanaka et al. 2020).
 
 On a double-precision copy of the model in eval mode with every floating parameter and buffer
 replaced by its absolute value, R = 1ᵀ f(1) for a single all-ones input; the score of weight w
 is |w ⊙ ∂R/∂w|. Over E rounds (default 100) the weights are pruned to densities d^(e/E),
 e = 1..E, the mask being applied (weights zeroed) before each round's scores. Weights pruned in
 an earlier round score -inf and a round never keeps more weights than are active, so no weight
-revives (SPEC §9). Given starting ``masks``, the schedule is the same (rounds whose density is
+revives. Given starting ``masks``, the schedule is the same (rounds whose density is
 above the masks' simply keep every active weight). The scores of the last round are
 returned: :func:`masks_from_scores` at the target density gives the final mask.
 """
@@ -58,7 +58,7 @@ def _shrink(scores: torch.Tensor, keep: torch.Tensor, sizes: list[int], density:
     """New flat mask keeping round(density * N) weights (N over all layers, or per layer).
 
     Inactive positions score -inf and no more weights are kept than are active, so masks only
-    shrink and no pruned weight revives (SPEC §9). ``scores`` is modified in place.
+    shrink and no pruned weight revives. ``scores`` is modified in place.
     """
     scores.masked_fill_(~keep, float("-inf"))
     if scope == "global":

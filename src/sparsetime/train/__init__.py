@@ -1,4 +1,4 @@
-"""Training runs: config, trainer, checkpoints, run directories, FLOPs and logging set-up."""
+"""Training runs: config, method registry, trainer, checkpoints, run directories, FLOPs and logging set-up."""
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import (Config, DataConfig, OptimConfig, ScheduleConfig, SparsityConfig, apply_overrides,
                      config_hash, config_to_yaml, load_config, run_directory, valid_keys)
@@ -6,6 +6,7 @@ from .device import resolve_device
 from .flops import count_layer_flops, inference_flops, mask_densities
 from .methods import (SparsifierContext, SparsityMethod, available_methods, get_method, register_method,
                       resolve_sparsity)
+from . import dst_methods, lottery_level, pruning_methods  # noqa: F401,I001  register the built-in methods
 from .resolve import resolve_config
 from .rundir import RunDir
 from .run import RunResult, resume, train

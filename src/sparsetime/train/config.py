@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from sparsetime.core.presets import RUN_UPDATE_INTERVAL
+
 PROGRESS_MODES = ("auto", "bar", "log", "none")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "multistep", "cosine")
@@ -68,7 +70,7 @@ class SparsityConfig:
     density: float = 0.02
     distribution: str | None = None
     growth: str | None = None
-    update_interval: int | None = 200
+    update_interval: int | None = RUN_UPDATE_INTERVAL  # see its docstring in the presets
     drop_fraction: float | None = None
     drop_schedule: str | None = None
     min_drop_fraction: float | None = None

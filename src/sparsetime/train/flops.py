@@ -1,11 +1,11 @@
-"""FLOPs of sparse and dense networks (SPEC §7).
+"""FLOPs of sparse and dense networks.
 
 Inference FLOPs are counted per example with forward hooks on one sample: every Linear/ConvNd
 call costs 2 multiply-adds-to-FLOPs times (weights per output unit) times (outputs produced), so
 convolutions count their output size and layers called twice count twice. A sparse layer costs
 its dense count times its density. Other operations (activations, pooling, normalisation,
 biases) are not counted, as in the RigL/ITOP accounting. Training FLOPs per step come from the
-sparsity method's ``step_flops`` (see :mod:`sparsetime.train.methods`).
+sparsity method's ``step_flops`` (the built-in rates are listed in :mod:`sparsetime.train.dst_methods`).
 """
 from __future__ import annotations
 

@@ -8,10 +8,16 @@ states, counters, history) is written atomically. The data order of epoch ``e`` 
 ``(seed, e)`` alone, so a resumed run replays the same batches without replaying the iterator,
 and on CPU ends bit-identical to an uninterrupted one.
 
-A sparsifier with a ``start_at_step`` attribute k > 0 (a lottery-ticket level rewound to step k)
-starts the run at global step k: epoch ``k // steps_per_epoch``, whose first ``k % steps_per_epoch``
-batches of the seeded order are skipped, with the schedule positioned at step k. Metrics, FLOPs
-and the summary's ``epochs``/``steps`` count only what was trained.
+The sparsifier is used only through the :class:`~sparsetime.core.protocol.Sparsifier` protocol.
+Where the run starts comes from the method, decided from the resolved config: a start step k > 0
+(a lottery-ticket level rewound to step k) starts the run at epoch ``k // steps_per_epoch``, whose
+first ``k % steps_per_epoch`` batches of the seeded order are skipped, with the schedule positioned
+at step k. Metrics, FLOPs and the summary's ``epochs``/``steps`` count only what was trained.
+
+Training FLOPs add, per example, the method's ``step_flops`` for steps before its
+``flops_phase_end`` (RigL: while the topology is updated) and 3 f_S for the steps after, counted
+step by step, so the split is exact wherever it falls; f_S is the epoch's mean of its start and
+end (a trapezoid over GMP's shrinking density).
 """
 from __future__ import annotations
 
@@ -28,12 +34,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparsetime.core.protocol import missing_members
+
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, config_hash
 from .device import resolve_device
 from .evaluate import evaluate
-from .flops import count_layer_flops, inference_flops, mask_densities
-from .methods import Sparsifier, SparsifierContext, get_method
+from .flops import count_layer_flops, inference_flops
+from .context import SparsifierContext
+from .methods import Sparsifier, get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
 from .progress import EpochProgress
 from .rundir import RunDir
@@ -93,16 +102,18 @@ class Trainer:
             train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
         if not isinstance(self.sparsifier, Sparsifier):
             raise TypeError(f"sparsity method {self.method.name!r} built {type(self.sparsifier).__name__}, which lacks "
-                            "step(), state_dict(), load_state_dict() or density()")
+                            f"{', '.join(missing_members(self.sparsifier))} of the Sparsifier protocol "
+                            "(sparsetime.core.protocol)")
         self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch,
                                          config.optim.lr)
+        self.flops_phase_end = self.method.flops_phase_end(config.sparsity, self.total_steps)
         self.epoch = self.step = self.start_step = 0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = self.train_flops = 0.0
         if checkpoint is not None:
             self._load(checkpoint)
         else:
-            self._start_at(getattr(self.sparsifier, "start_at_step", 0))
+            self._start_at(self.method.first_step(config.sparsity))
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict[str, Any]:
@@ -136,7 +147,7 @@ class Trainer:
         }
         if "validation_accuracy" in last:
             summary["validation_accuracy"] = last["validation_accuracy"]
-        updates = getattr(self.sparsifier, "update_history", None)
+        updates = self.sparsifier.update_history
         if updates is not None:
             summary["topology_updates"] = len(updates)
         return summary
@@ -149,7 +160,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen = 0
+        seen = seen_after = 0  # examples trained, and those of them at or after the method's flops phase end
         skip = self.step - epoch * self.steps_per_epoch  # > 0 only in the first epoch of a run started mid-epoch
         self.model.train()
         with EpochProgress(c.progress, epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
@@ -165,6 +176,8 @@ class Trainer:
                 loss_sum += loss.detach() * y.shape[0]
                 correct += (out.argmax(1) == y).sum()
                 seen += y.shape[0]
+                if self.step > self.flops_phase_end:
+                    seen_after += y.shape[0]
                 progress.advance()
                 if (i + 1) % c.log_interval == 0:
                     progress.report(i + 1, self._finite_loss(loss_sum, seen))
@@ -173,7 +186,9 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         f_sparse = (flops_start + self._sparse_flops()) / 2  # trapezoid over the epoch's density change
-        self.train_flops += seen * self.method.step_flops(f_sparse, self.dense_flops, c.sparsity.update_interval)
+        phase = self.method.step_flops(f_sparse, self.dense_flops, c.sparsity.update_interval)
+        after = static_step_flops(f_sparse, self.dense_flops, None)
+        self.train_flops += (seen - seen_after) * phase + seen_after * after
         record: dict[str, Any] = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss,
                                   "train_accuracy": train_accuracy}
         if self.validation_set is not None:
@@ -232,20 +247,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ metrics helpers
     def _sparse_flops(self) -> float:
-        current = getattr(self.sparsifier, "current_densities", None)
-        if callable(current):  # per-layer densities without building dense masks (sparse execution)
-            densities = current()
-        else:
-            masks = getattr(self.sparsifier, "masks", None)
-            if masks is None:
-                return self.dense_flops * float(self.sparsifier.density())
-            densities = mask_densities(masks)
-        densities = {n: d for n, d in densities.items() if n in self.layer_flops}
+        densities = {n: d for n, d in self.sparsifier.current_densities().items() if n in self.layer_flops}
         return inference_flops(self.layer_flops, densities)
 
     def _exploration_rate(self) -> float | None:
-        rate = getattr(self.sparsifier, "exploration_rate", None)
-        return float(rate()) if callable(rate) else None
+        rate = self.sparsifier.exploration_rate()
+        return None if rate is None else float(rate)
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
@@ -270,6 +277,10 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.start_step = int(state.get("start_step", 0))  # absent in checkpoints of runs started at step 0
+        if self.start_step != self.method.first_step(self.config.sparsity):
+            raise ValueError(f"checkpoint {str(self.run.checkpoint_path)!r} was trained from step {self.start_step}, "
+                             f"but the config starts at step {self.method.first_step(self.config.sparsity)} (older "
+                             "versions fine-tuned lottery levels for all steps); delete the run directory to retrain")
         self.history = list(state["history"])
         self.train_seconds, self.train_flops = float(state["train_seconds"]), float(state["train_flops"])
         self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
