@@ -140,23 +140,15 @@ def test_rigl_training_flops_cost_3_fs_per_step_after_the_last_update(tmp_path, 
     assert result.summary["train_flops"] == pytest.approx(hand_rigl_flops(result.run_dir, stop_steps), rel=1e-12)
 
 
-def test_rigl_training_flops_of_a_resumed_run_split_at_the_stop_step(tmp_path, monkeypatch):
+def test_rigl_training_flops_of_a_resumed_run_split_at_the_stop_step(tmp_path, interrupt_at_epoch):
     """A run resumed at step 4 (after epoch 1) whose stop step 6 lies in its first epoch."""
     from sparsetime.train import resume, run_directory, resolve_config, train
-    from sparsetime.train import trainer as trainer_module
 
     config = rigl_config(tmp_path, "sparsity.stop_fraction=0.5")
-    original = trainer_module.Trainer._train_epoch
-
-    def interrupt(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupt)
+    interrupt_at_epoch(1)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", original)
+    interrupt_at_epoch(None)
     result = resume(run_directory(resolve_config(config)))
     assert "resumed from" in (result.run_dir / "train.log").read_text()
     assert result.summary["train_flops"] == pytest.approx(hand_rigl_flops(result.run_dir, 6), rel=1e-12)

@@ -134,19 +134,13 @@ def test_bad_input_is_a_value_error_and_writes_nothing(tmp_path, extra, match):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_interrupted_snip_run_resumes_without_rescoring_to_identical_result(tmp_path, monkeypatch):
+def test_interrupted_snip_run_resumes_without_rescoring_to_identical_result(tmp_path, monkeypatch,
+                                                                           interrupt_at_epoch):
     reference = train(tiny(tmp_path / "a", "sparsity.method=snip"))
-    original = trainer_module.Trainer._train_epoch
-
-    def interrupt(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupt)
+    interrupt_at_epoch(1)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(tmp_path / "b", "sparsity.method=snip"))
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", original)
+    interrupt_at_epoch(None)
     calls = []
     monkeypatch.setattr(st.pruning, "prune", lambda *a, **k: calls.append(1))  # scoring must be skipped
     resumed = train(tiny(tmp_path / "b", "sparsity.method=snip"))
