@@ -10,6 +10,10 @@
 * Accumulation sums the dense gradients of exactly the g steps before the next *allowed* update
   (nothing from before ``start_step`` or from steps whose update is past the end).
 * Momentum (SNFS growth, redistribution) is an EMA of dense gradients, updated every step.
+* Under DistributedDataParallel the hooks are off (DDP writes the averaged gradient after them)
+  and every step re-masks instead. The engine reads gradients in ``step()``, after
+  ``optimizer.step()``, so accumulated gradients and momentum are built from DDP's averaged
+  gradients and are the same on every rank without a collective of their own.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .distributed import is_distributed
 from .masked_store import MaskedStore
 from .store import LayerStore
 from .timing import UpdateSchedule
@@ -26,12 +31,6 @@ log = logging.getLogger("sparsetime")
 #: optimizers whose update maps (weight 0, gradient 0, state 0) to 0: with gradients masked they
 #: never write to inactive positions, so the per-step re-mask of weights and state can be skipped
 ZERO_PRESERVING_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
-
-
-def multi_process() -> bool:
-    """True inside an initialised process group of more than one rank (DDP may rewrite grads)."""
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class GradientMachinery:
@@ -50,7 +49,7 @@ class GradientMachinery:
         self.grad_sum: dict[str, torch.Tensor] = {}
         if grad_masking is None:
             grad_masking = (type(optimizer) in ZERO_PRESERVING_OPTIMIZERS and not needs_momentum
-                            and not multi_process())
+                            and not is_distributed())
         self.grad_masking = bool(grad_masking)
         self._keep_dense = False
         self._hooks = [s.param.register_post_accumulate_grad_hook(self._hook(s))

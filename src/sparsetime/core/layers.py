@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .distributed import broadcast_masks_
 from .distributions import active_count, compute_densities
 from .execution import plan_execution
 from .masked_store import MaskedStore
@@ -73,9 +74,32 @@ def model_order(model: nn.Module) -> dict[str, int]:
     return order
 
 
+def _wrapper_names(model: nn.Module, kinds: tuple[str, ...]) -> list[str]:
+    return [name or type(model).__name__ for name, m in model.named_modules() if type(m).__name__ in kinds]
+
+
+def check_supported_wrappers(model: nn.Module) -> None:
+    """Refuse sharded or model-parallel wrappers, whose parameters are not whole tensors."""
+    sharded = _wrapper_names(model, ("FullyShardedDataParallel", "FSDPModule"))
+    if sharded or any(type(p).__name__ in ("FlatParameter", "DTensor") for p in model.parameters()):
+        raise ValueError(f"sharded models (FSDP, tensor parallelism: {sharded or 'sharded parameters'}) are not "
+                         "supported: DynamicSparsity needs every sparse weight whole on every rank; allowed: a "
+                         "plain model, or one wrapped in DistributedDataParallel")
+
+
+def check_not_wrapped(model: nn.Module) -> None:
+    """Sparse execution replaces modules, which a DistributedDataParallel wrapper would not see."""
+    wrapped = _wrapper_names(model, ("DistributedDataParallel",))
+    if wrapped:
+        raise ValueError("execution='sparse' replaces layers by sparse modules, which an existing "
+                         "DistributedDataParallel wrapper would not see; build DynamicSparsity on the bare model, "
+                         "then wrap it in DistributedDataParallel")
+
+
 def build_layers(model: nn.Module, optimizer: torch.optim.Optimizer, opts: SparsityOptions,
                  initial_masks: Mapping[str, torch.Tensor] | None, generator: torch.Generator) -> BuiltLayers:
     """Validate, then build the stores (converting layers in place when they run sparse)."""
+    check_supported_wrappers(model)
     provider = sparse_provider()
     prebuilt_modules = provider.prebuilt(model) if provider is not None else {}
     prebuilt = provider.wrap(prebuilt_modules, optimizer) if prebuilt_modules else {}
@@ -84,16 +108,20 @@ def build_layers(model: nn.Module, optimizer: torch.optim.Optimizer, opts: Spars
         raise ValueError("density is required (a number in (0, 1]) unless initial_masks are given")
     _check_optimizer(optimizer, params, prebuilt)
     if initial_masks is not None:
-        masks = _check_initial_masks(params, initial_masks)
+        masks = {n: m.clone() for n, m in _check_initial_masks(params, initial_masks).items()}
+        broadcast_masks_(masks)  # e.g. SNIP masks scored on each rank's own batches: rank 0's win
         densities = {n: m.sum().item() / m.numel() for n, m in masks.items()}
     elif params:
         densities = compute_densities({n: tuple(p.shape) for n, p in params.items()}, opts.density,
                                       opts.distribution, opts.erk_power)
         masks = {n: random_mask(tuple(p.shape), active_count(densities[n], p.numel()), generator, p.device)
                  for n, p in params.items()}
+        broadcast_masks_(masks)  # rank 0's masks everywhere (no-op without a process group)
     else:
         masks, densities = {}, {}
     to_convert = plan_execution(model, params, densities, opts, provider, prebuilt)
+    if to_convert:
+        check_not_wrapped(model)
 
     # ---- commit: nothing above changed the model
     sparse_init = opts.sparse_init if opts.sparse_init is not None else initial_masks is None

@@ -37,6 +37,7 @@ class SparsityOptions:
     seed: int
     execution: str
     grad_masking: bool | None
+    check_consistency: bool | None = None
 
     @property
     def needs_grad(self) -> bool:
@@ -66,7 +67,8 @@ def _positive_int(label: str, value: object, none_means: str) -> int | None:
 def build_options(*, density, distribution, growth, drop, drop_fraction, drop_schedule, min_drop_fraction,
                   update_interval, total_steps, start_step, stop_fraction, dense_layers, dense_first,
                   dense_last, extra_layers, erk_power, sparse_init, regrow_dropped, redistribution,
-                  grad_accumulation, momentum_beta, seed, execution, grad_masking) -> SparsityOptions:
+                  grad_accumulation, momentum_beta, seed, execution, grad_masking,
+                  check_consistency=None) -> SparsityOptions:
     """Check every argument of ``DynamicSparsity`` and bundle them; ValueError on the first bad one."""
     if density is not None:
         density = check_density(density)
@@ -107,4 +109,4 @@ def build_options(*, density, distribution, growth, drop, drop_fraction, drop_sc
         extra_layers=extra_layers, erk_power=float(erk_power), sparse_init=sparse_init,
         regrow_dropped=bool(regrow_dropped), redistribution=bool(redistribution),
         grad_accumulation=grad_accumulation, momentum_beta=float(momentum_beta), seed=int(seed),
-        execution=execution, grad_masking=grad_masking)
+        execution=execution, grad_masking=grad_masking, check_consistency=check_consistency)

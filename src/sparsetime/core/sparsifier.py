@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from .distributed import broadcast_generator_, check_same_topology, is_distributed
 from .exploration import ExplorationTracker
 from .gradients import GradientMachinery
 from .layers import build_layers
@@ -84,6 +85,15 @@ class DynamicSparsity:
             step (not momentum growth / redistribution) and no multi-process group is running.
             Steps whose dense gradient is read keep it and re-mask everything. Gradients must come
             from ``backward()`` for the hook to run; else pass ``grad_masking=False``.
+        check_consistency: after every topology update, compare a checksum of every layer's active
+            set over the ranks of the process group and raise ``TopologyMismatchError`` naming the
+            layer and the ranks that disagree. None (default): on when a process group of more
+            than one rank exists.
+
+    Under ``torch.distributed`` (DistributedDataParallel) the initial masks and the generator
+    state come from rank 0, so every rank trains the same network. Build the sparsifier on every
+    rank with the same arguments; with ``execution="sparse"`` build it before wrapping the model in
+    DDP (it replaces modules). FSDP and other sharded wrappers are refused.
     """
 
     def __init__(
@@ -115,6 +125,7 @@ class DynamicSparsity:
         initial_masks: Mapping[str, torch.Tensor] | None = None,
         execution: str = "masked",
         grad_masking: bool | None = None,
+        check_consistency: bool | None = None,
     ) -> None:
         opts = build_options(
             density=density, distribution=distribution, growth=growth, drop=drop, drop_fraction=drop_fraction,
@@ -123,10 +134,11 @@ class DynamicSparsity:
             dense_first=dense_first, dense_last=dense_last, extra_layers=extra_layers, erk_power=erk_power,
             sparse_init=sparse_init, regrow_dropped=regrow_dropped, redistribution=redistribution,
             grad_accumulation=grad_accumulation, momentum_beta=momentum_beta, seed=seed, execution=execution,
-            grad_masking=grad_masking)
+            grad_masking=grad_masking, check_consistency=check_consistency)
         self.options, self.schedule = opts, opts.schedule
         self.model, self.optimizer = model, optimizer
         self.generator = torch.Generator().manual_seed(opts.seed)
+        broadcast_generator_(self.generator)  # one generator state on every rank, whatever their seeds
         built = build_layers(model, optimizer, opts, initial_masks, self.generator)
         #: {weight name: LayerStore} of every sparse layer, in model order
         self.stores = built.stores
@@ -134,6 +146,8 @@ class DynamicSparsity:
         self.sparse_init = opts.sparse_init if opts.sparse_init is not None else initial_masks is None
         self._step = 0
         self.update_history: list[dict] = []
+        #: compare every layer's active set over the ranks after each update (on when distributed)
+        self.check_consistency = is_distributed() if check_consistency is None else bool(check_consistency)
         self.tracker = ExplorationTracker({n: (s.size, s.active()) for n, s in self.stores.items()})
         self.gradients = GradientMachinery(self.stores, optimizer, self.schedule, opts.needs_grad,
                                            opts.needs_momentum, opts.grad_accumulation, opts.momentum_beta,
@@ -143,6 +157,8 @@ class DynamicSparsity:
             self._by_kind.setdefault(type(s), []).append(s)
         self._after_step_all()
         self.gradients.prepare(1)
+        if self.check_consistency:  # sparse modules the user built must agree too
+            check_same_topology({n: s.active() for n, s in self.stores.items()}, 0)
         log.info("sparsetime: %d sparse layers (%d executed sparse), realised density %.5f (target %s)\n%s",
                  len(self.stores), sum(s.execution == "sparse" for s in self.stores.values()), self.density(),
                  density, self.format_layer_table())
@@ -275,6 +291,8 @@ class DynamicSparsity:
                             gradient=lambda n: g.growth_gradient(n, t), momentum=g.momentum)
         stats = update_topology(self.stores, t, self.schedule.drop_fraction_at(t), ctx)
         g.clear()
+        if self.check_consistency:
+            check_same_topology({n: s.active() for n, s in self.stores.items()}, t)
         self.update_history.append(stats)
         return stats
 

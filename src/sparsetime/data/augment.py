@@ -40,10 +40,20 @@ def random_crop_flip(
     """Random pad-and-crop (offsets uniform in [0, 2*padding]) and flip (p = 0.5) per image."""
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
-    batch = images.shape[0]
     if padding == 0 and not flip:
         return images
+    top, left, mirror = draw_crop_flip(images.shape[0], padding, flip, generator)
+    return crop_flip(images, top, left, mirror, padding)
+
+
+def draw_crop_flip(batch: int, padding: int, flip: bool, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random (top, left, flip) of :func:`random_crop_flip` for ``batch`` images (nothing is
+    drawn when there is nothing to do, so the generator's stream is the same as there)."""
+    if padding == 0 and not flip:
+        zeros = torch.zeros(batch, dtype=torch.long)
+        return zeros, zeros.clone(), torch.zeros(batch, dtype=torch.bool)
     top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
     left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
     mirror = torch.rand(batch, generator=generator) < 0.5 if flip else torch.zeros(batch, dtype=torch.bool)
-    return crop_flip(images, top, left, mirror, padding)
+    return top, left, mirror

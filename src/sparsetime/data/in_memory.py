@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from .augment import random_crop_flip
+from .augment import crop_flip, draw_crop_flip, random_crop_flip
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,23 @@ class InMemoryImageDataset(Dataset):
         return self.normalize(image)[0], int(self.labels[index])
 
     def batch(
-        self, indices: torch.Tensor, generator: torch.Generator | None = None
+        self, indices: torch.Tensor, generator: torch.Generator | None = None, part: slice | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels at ``indices``, augmented with randomness from ``generator``."""
-        images = self.images[indices]
-        if self.augmentation is not None:
-            images = random_crop_flip(images, self.augmentation.padding, self.augmentation.flip, generator)
+        """Images and labels at ``indices``, augmented with randomness from ``generator``.
+
+        ``part`` keeps only a slice of the batch (one rank's share of a global batch): the
+        augmentation is drawn for the whole batch, so the slice is exactly what a single process
+        training on the whole batch would see at those positions.
+        """
+        if self.augmentation is None:
+            chosen = indices if part is None else indices[part]
+            return self.normalize(self.images[chosen]), self.labels[chosen]
+        a = self.augmentation
+        top, left, mirror = draw_crop_flip(indices.numel(), a.padding, a.flip, generator)
+        if part is not None:
+            indices, top, left, mirror = indices[part], top[part], left[part], mirror[part]
+        images = crop_flip(self.images[indices], top, left, mirror, a.padding) if a.padding or a.flip \
+            else self.images[indices]
         return self.normalize(images), self.labels[indices]
 
     def subset(self, indices: torch.Tensor, augmentation: CropFlip | None) -> InMemoryImageDataset:

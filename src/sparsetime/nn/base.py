@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.distributed import all_gather_cat
 from ..core.distributions import active_count, check_density
 from ..core.index_sets import mask_from_indices
 from ..kernels._torch_impl import csr_tensor
@@ -160,6 +161,12 @@ class SparseModule(nn.Module):
     def capture_gradient_inputs(self, enabled: bool = True) -> None:
         """Keep the last backward's input and output gradient (needed for RigL growth)."""
         self._sink = {} if enabled else None
+
+    def gather_captured(self) -> None:
+        """Replace the captured tensors by every rank's, concatenated along the batch (their last
+        dimension), so the dense gradient rows are those of the global batch."""
+        if self._sink:
+            self._sink = {key: all_gather_cat(value, -1) for key, value in self._sink.items()}
 
     def _grad_rows(self, r0: int, r1: int) -> torch.Tensor:
         """Rows r0:r1 of the dense weight gradient (as a matrix) of the captured mini-batch."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..core.distributed import is_distributed
 from ..core.index_sets import isin_sorted, merge_topology
 from ..core.store import LayerStore
 from .base import SparseModule
@@ -75,5 +76,9 @@ class SparseStore(LayerStore):
     def gradient_topk(self, k: int, excluded: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor],
                       generator: torch.Generator) -> torch.Tensor:
         """The k positions outside ``excluded`` with the largest ``transform(dL/dW)``, scored in row
-        blocks of the captured mini-batch (no dense-sized temporary)."""
+        blocks of the captured mini-batch (no dense-sized temporary). Under a process group the
+        captured inputs and output gradients of every rank are gathered first, so the scores are
+        those of the global batch (DDP only averages the gradient of the values)."""
+        if is_distributed():
+            self.module.gather_captured()
         return self.module.dense_gradient_topk(k, excluded, generator, transform)
