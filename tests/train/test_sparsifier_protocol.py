@@ -11,6 +11,7 @@ import sparsetime
 from sparsetime.core.protocol import MEMBERS, Sparsifier, missing_members
 from sparsetime.train import RunDir, Trainer, load_config, register_method, resolve_config, train
 from sparsetime.train import methods as methods_module
+from sparsetime.train.dst_methods import DenseTraining
 
 TRAIN_SOURCES = sorted((Path(sparsetime.__file__).parent / "train").glob("*.py"))
 
@@ -94,3 +95,18 @@ def test_the_trainer_does_not_probe_sparsifiers_with_getattr():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr"):
                 target = ast.unparse(node.args[0])
                 assert "sparsifier" not in target, f"{path.name}: {ast.unparse(node)}"
+
+
+class HugeMasks(DenseTraining):
+    """Dense training whose ``masks`` would be too large to build (as for a huge layer executed sparse)."""
+
+    @property
+    def masks(self):
+        raise MemoryError("dense masks built")
+
+
+def test_the_protocol_check_does_not_evaluate_properties(tmp_path, monkeypatch):
+    monkeypatch.setattr(methods_module, "_METHODS", dict(methods_module._METHODS))
+    register_method("huge", lambda ctx: HugeMasks(), fixed={"density": 1.0, "update_interval": None})
+    assert missing_members(HugeMasks()) == []
+    assert train(tiny(tmp_path, "sparsity.method=huge")).summary["density"] == 1.0

@@ -8,6 +8,7 @@ level starts at step k) is not the sparsifier's business: the loop is told expli
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,5 +50,15 @@ MEMBERS = tuple(sorted(n for n in vars(Sparsifier) if not n.startswith("_")))
 
 
 def missing_members(obj: object) -> list[str]:
-    """The members of :class:`Sparsifier` that ``obj`` lacks (empty when it fits the protocol)."""
-    return [m for m in MEMBERS if not hasattr(obj, m)]
+    """The members of :class:`Sparsifier` that ``obj`` lacks (empty when it fits the protocol).
+
+    Looked up without calling anything (``inspect.getattr_static``), so a property such as
+    ``masks``, which may build dense masks of huge sparse layers, is not evaluated.
+    """
+    missing = []
+    for name in MEMBERS:
+        try:
+            inspect.getattr_static(obj, name)
+        except AttributeError:
+            missing.append(name)
+    return missing

@@ -74,8 +74,9 @@ def preset_defaults(method: str) -> dict[str, Any]:
 
 
 def preset_engine_options(method: str) -> dict[str, Any]:
-    """The presets' ``DynamicSparsity`` keywords for ``method`` that are no ``sparsity`` field."""
-    return {k: v for k, v in METHOD_DEFAULTS[method].items() if k not in _FIELDS}
+    """The presets' ``DynamicSparsity`` keywords for ``method`` that are no ``sparsity`` field (none for a
+    method the presets do not know, e.g. a plugged-in variant built with this module's factory)."""
+    return {k: v for k, v in METHOD_DEFAULTS.get(method, {}).items() if k not in _FIELDS}
 
 
 def _build_dynamic(ctx: SparsifierContext) -> DynamicSparsity:

@@ -42,7 +42,7 @@ from .device import resolve_device
 from .evaluate import evaluate
 from .flops import count_layer_flops, inference_flops
 from .context import SparsifierContext
-from .methods import Sparsifier, get_method, static_step_flops
+from .methods import get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
 from .progress import EpochProgress
 from .rundir import RunDir
@@ -100,9 +100,10 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, sparsity=config.sparsity, total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
             train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
-        if not isinstance(self.sparsifier, Sparsifier):
+        missing = missing_members(self.sparsifier)  # the protocol's members, looked up without evaluating any
+        if missing:
             raise TypeError(f"sparsity method {self.method.name!r} built {type(self.sparsifier).__name__}, which lacks "
-                            f"{', '.join(missing_members(self.sparsifier))} of the Sparsifier protocol "
+                            f"{', '.join(missing)} of the Sparsifier protocol "
                             "(sparsetime.core.protocol)")
         self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps, self.steps_per_epoch,
                                          config.optim.lr)
