@@ -21,7 +21,7 @@ from sparsetime.data import batch_iterator, build_datasets
 from sparsetime.experiments.lottery import format_table, run_lottery
 from sparsetime.models import build_model
 from sparsetime.models import registry as model_registry
-from sparsetime.train import load_checkpoint, load_config, lottery_level, train
+from sparsetime.train import load_checkpoint, load_config, lottery_level, save_checkpoint, train
 from sparsetime.train import trainer as trainer_module
 
 # synthetic 1x8x8 images, 4 classes; MLP 64-16-4; 128 examples / batch 32 = 4 steps per epoch; 3 epochs
@@ -345,3 +345,10 @@ def test_a_finetune_level_trained_from_step_0_by_an_older_version_is_not_reused(
     summary_file.write_text(json.dumps({**summary, "start_step": 0, "steps": T}))  # as the old fine-tuning wrote it
     with pytest.raises(ValueError, match="trained from step 0, but its config now starts at step 5.*delete"):
         run_lottery(cfg)
+    # the same for an interrupted one: its checkpoint says where it started
+    summary_file.unlink()
+    checkpoint = load_checkpoint(result.levels[1].run_dir / "checkpoint.pt")
+    save_checkpoint(result.levels[1].run_dir / "checkpoint.pt", {**checkpoint, "start_step": 0})
+    with pytest.raises(ValueError, match="trained from step 0, but its config now starts at step 5.*delete"):
+        run_lottery(cfg)
+    assert not summary_file.exists() and (result.levels[1].run_dir / "checkpoint.pt").is_file()  # nothing lost

@@ -18,7 +18,7 @@ from .logs import log_to_file
 from .methods import get_method
 from .resolve import resolve_config
 from .rundir import RunDir
-from .trainer import Trainer, load_run_checkpoint
+from .trainer import Trainer, check_start_step, load_run_checkpoint
 
 log = logging.getLogger(__name__)
 RESUME_KEYS = tuple(k for k in NON_RESULT_KEYS if k not in ("name", "output_dir"))
@@ -58,20 +58,11 @@ def resume(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunResult:
     return _execute(resolve_config(apply_overrides(config, overrides)), run)
 
 
-def _check_start(run: RunDir, trained_from: int, starts_at: int) -> None:
-    """ValueError when a run's results were trained from another step than its config now starts at
-    (lottery fine-tuning levels of older versions trained all T steps instead of steps k..T)."""
-    if trained_from != starts_at:
-        raise ValueError(f"run {str(run.path)!r} was trained from step {trained_from}, but its config now starts at "
-                         f"step {starts_at} (older versions fine-tuned lottery levels for all steps); delete the "
-                         "directory to train it again")
-
-
 def _execute(config: Config, run: RunDir) -> RunResult:
     if run.is_finished():
         summary = run.read_summary()
-        _check_start(run, int(summary.get("start_step", 0)), get_method(config.sparsity.method).first_step(
-            config.sparsity))
+        check_start_step(run, int(summary.get("start_step", 0)),
+                         get_method(config.sparsity.method).first_step(config.sparsity))
         log.info("run %s already finished; nothing to do", run.path)
         return RunResult(run.path, summary, already_finished=True)
     created = not run.path.exists()

@@ -38,10 +38,10 @@ from sparsetime.core.protocol import missing_members
 
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, config_hash
+from .context import SparsifierContext
 from .device import resolve_device
 from .evaluate import evaluate
 from .flops import count_layer_flops, inference_flops
-from .context import SparsifierContext
 from .methods import get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
 from .progress import EpochProgress
@@ -278,14 +278,20 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.start_step = int(state.get("start_step", 0))  # absent in checkpoints of runs started at step 0
-        if self.start_step != self.method.first_step(self.config.sparsity):
-            raise ValueError(f"checkpoint {str(self.run.checkpoint_path)!r} was trained from step {self.start_step}, "
-                             f"but the config starts at step {self.method.first_step(self.config.sparsity)} (older "
-                             "versions fine-tuned lottery levels for all steps); delete the run directory to retrain")
+        check_start_step(self.run, self.start_step, self.method.first_step(self.config.sparsity))
         self.history = list(state["history"])
         self.train_seconds, self.train_flops = float(state["train_seconds"]), float(state["train_flops"])
         self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
         log.info("resumed from %s at epoch %d (step %d)", self.run.checkpoint_path, self.epoch, self.step)
+
+
+def check_start_step(run: RunDir, trained_from: int, starts_at: int) -> None:
+    """ValueError when a run was trained from another step than its config now starts at (lottery
+    fine-tuning levels of older versions trained all T steps instead of steps k..T)."""
+    if trained_from != starts_at:
+        raise ValueError(f"run {str(run.path)!r} was trained from step {trained_from}, but its config now starts at "
+                         f"step {starts_at} (older versions fine-tuned lottery levels for all steps); delete the "
+                         "directory to train it again")
 
 
 def load_run_checkpoint(run: RunDir) -> dict[str, Any] | None:
