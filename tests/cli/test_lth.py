@@ -10,6 +10,7 @@ import torch
 from sparsetime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from sparsetime.train import load_checkpoint
 from sparsetime.train import trainer as trainer_module
+from sparsetime.core.state import masks_from_state
 
 N_WEIGHTS = 64 * 16 + 16 * 4  # MLP 64-16-4
 RUN_FILES = {"config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "train.log"}
@@ -43,7 +44,7 @@ def test_two_levels_prune_half_of_the_trained_weights_by_magnitude(tmp_path, cap
         k for k, v in trained.items() if v.dim() == 2)
     flat = torch.cat([trained[n].abs().flatten() for n in names])
     threshold = flat.sort(descending=True).values[round(0.5 * N_WEIGHTS) - 1]
-    masks = load_checkpoint(level1 / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
+    masks = masks_from_state(load_checkpoint(level1 / "checkpoint.pt")["sparsifier"]["dynamic"])
     for n in names:
         assert torch.equal(masks[n], trained[n].abs() >= threshold), n
 
@@ -56,8 +57,8 @@ def test_controls_option_adds_control_runs_next_to_the_levels(tmp_path, capsys):
     summary = json.loads((control / "summary.json").read_text())
     assert summary["density"] == json.loads((level1 / "summary.json").read_text())["density"]
     assert re.search(r"random_mask\s+1\s+0\.5000\s+0\.5000", table) and str(control) in table
-    ticket = load_checkpoint(level1 / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
-    masks = load_checkpoint(control / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
+    ticket = masks_from_state(load_checkpoint(level1 / "checkpoint.pt")["sparsifier"]["dynamic"])
+    masks = masks_from_state(load_checkpoint(control / "checkpoint.pt")["sparsifier"]["dynamic"])
     assert {n: int(m.sum()) for n, m in masks.items()} == {n: int(m.sum()) for n, m in ticket.items()}
     assert any(not torch.equal(masks[n], ticket[n]) for n in ticket)
 

@@ -23,6 +23,7 @@ from sparsetime.models import build_model
 from sparsetime.models import registry as model_registry
 from sparsetime.train import load_checkpoint, load_config, lottery_level, save_checkpoint, train
 from sparsetime.train import trainer as trainer_module
+from sparsetime.core.state import masks_from_state
 
 # synthetic 1x8x8 images, 4 classes; MLP 64-16-4; 128 examples / batch 32 = 4 steps per epoch; 3 epochs
 TRAIN, BATCH, STEPS_PER_EPOCH, EPOCHS, LR = 128, 32, 4, 3, 0.05
@@ -120,7 +121,7 @@ def read_jsonl(path) -> list[dict]:
 
 
 def level_masks(run_dir) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"]["dynamic"]["masks"]
+    return masks_from_state(load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"]["dynamic"])
 
 
 def masked(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sparsetime.models import build_model
 from sparsetime.train import count_layer_flops, get_method, inference_flops, mask_densities
+from sparsetime.core.state import masks_from_state
 
 
 class Twice(nn.Module):
@@ -115,7 +116,7 @@ def hand_rigl_flops(run_dir, stop_steps: int) -> float:
     """Training FLOPs written out by hand: RigL's rate for the first ``stop_steps`` steps, 3 f_S after."""
     from sparsetime.train import load_checkpoint
 
-    masks = load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"]["masks"]
+    masks = masks_from_state(load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"])
     shapes = {"layers.0.weight": (16, 64), "layers.1.weight": (4, 16)}
     assert {n: tuple(m.shape) for n, m in masks.items()} == shapes
     f_d = sum(2.0 * o * i for o, i in shapes.values())

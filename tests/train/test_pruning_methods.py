@@ -12,6 +12,7 @@ from sparsetime.models import build_model
 from sparsetime.train import load_checkpoint, load_config, train
 from sparsetime.train import trainer as trainer_module
 from sparsetime.train.pruning_methods import gmp_steps
+from sparsetime.core.state import masks_from_state
 
 # synthetic 1x8x8 images, 4 classes; MLP 64-16-4 -> 64*16 + 16*4 = 1088 sparse weights; 4 steps per epoch
 TRAIN, N_WEIGHTS = 128, 64 * 16 + 16 * 4
@@ -28,7 +29,7 @@ def tiny(tmp_path, *extra: str):
 def final_masks(run_dir) -> dict[str, torch.Tensor]:
     state = load_checkpoint(run_dir / "checkpoint.pt")["sparsifier"]
     state = state.get("dynamic", state)
-    return state["masks"]
+    return masks_from_state(state) if "version" in state else state["masks"]  # DynamicSparsity or GMP
 
 
 def independent_init_and_batches(seed: int = 0):

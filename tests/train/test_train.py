@@ -12,6 +12,7 @@ from sparsetime.train import (NonFiniteLossError, config_to_yaml, load_checkpoin
 from sparsetime.train import methods as methods_module
 from sparsetime.train import trainer as trainer_module
 from sparsetime.train.dst_methods import DenseTraining
+from sparsetime.core.state import masks_from_state
 
 # synthetic data: 128 train / 64 test images of 1x8x8, 4 classes; MLP 64-16-4; 4 steps per epoch
 IN, HID, OUT, TRAIN = 64, 16, 4, 128
@@ -58,7 +59,7 @@ def test_run_directory_holds_every_artifact(tmp_path):
 def test_set_run_keeps_masks_and_counts_density_and_flops(tmp_path):
     result = train(tiny(tmp_path))
     state = load_checkpoint(result.run_dir / "checkpoint.pt")
-    masks = state["sparsifier"]["masks"]
+    masks = masks_from_state(state["sparsifier"])
     assert set(masks) == {"layers.0.weight", "layers.1.weight"}
     for name, mask in masks.items():
         weight = state["model"][name]

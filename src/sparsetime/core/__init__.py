@@ -4,6 +4,7 @@ from .criteria import (DropCriterion, GrowthCriterion, LayerView, register_drop,
 from .distributions import compute_densities, layer_densities
 from .masked_store import MaskedStore
 from .presets import SET, SNFS, RigL
+from .protocol import Sparsifier
 from .selection import select_sparse_parameters
 from .sparsifier import DynamicSparsity
 from .store import LayerStore, register_sparse_provider
@@ -12,4 +13,4 @@ from .topk import select_topk
 __all__ = ["DynamicSparsity", "SET", "RigL", "SNFS", "layer_densities", "compute_densities",
            "select_sparse_parameters", "select_topk", "register_growth", "register_drop", "LayerView",
            "register_growth_sampler", "register_drop_selector", "register_growth_criterion", "GrowthCriterion",
-           "DropCriterion", "LayerStore", "MaskedStore", "register_sparse_provider"]
+           "DropCriterion", "LayerStore", "MaskedStore", "register_sparse_provider", "Sparsifier"]

@@ -23,6 +23,7 @@ from .gradients import GradientMachinery
 from .layers import build_layers
 from .masked_store import MaskedStore
 from .options import build_options
+from .defaults import DEFAULT_UPDATE_INTERVAL
 from .report import format_layer_table, layer_report
 from .state import load_state, save_state
 from .update import UpdateContext, update_topology
@@ -107,7 +108,7 @@ class DynamicSparsity:
         drop_fraction: float = 0.5,
         drop_schedule: str = "cosine",
         min_drop_fraction: float = 0.0,
-        update_interval: int | None = 100,
+        update_interval: int | None = DEFAULT_UPDATE_INTERVAL,
         total_steps: int | None = None,
         start_step: int = 0,
         stop_fraction: float = 1.0,

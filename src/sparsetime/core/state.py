@@ -1,7 +1,7 @@
 """Checkpoint state of a sparsifier: everything needed to continue bit-for-bit.
 
-Version 3: the topology of masked layers as bool ``masks``, of sparse layers as sorted ``active``
-flat indices with their ``shapes`` (either loads into either mode), the exploration state in index form,
+Version 3: the topology of every layer as sorted ``active`` flat indices with its ``shapes`` (the
+same in both execution modes, so a state loads into either), the exploration state in index form,
 the step, the generator, momentum and accumulated gradients, the update history and the target
 densities. Versions 1 and 2 (bool ``masks`` and dense exploration tensors for masked layers) still
 load. :func:`masks_from_state` reads the bool masks out of any version, for tools that want them.
@@ -43,8 +43,7 @@ def save_state(step: int, stores: Mapping[str, LayerStore], tracker: Exploration
         "step": step,
         "names": list(stores),
         "shapes": {n: list(s.shape) for n, s in stores.items()},
-        "masks": {n: s.dense_mask().cpu().clone() for n, s in stores.items() if s.execution == "masked"},
-        "active": {n: s.active().cpu().clone() for n, s in stores.items() if s.execution != "masked"},
+        "active": {n: s.active().cpu().clone() for n, s in stores.items()},
         "exploration": tracker.state_dict(),
         "generator": generator.get_state(),
         "momentum": grads["momentum"],

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from sparsetime.core.presets import RUN_UPDATE_INTERVAL
+from sparsetime.core.defaults import RUN_UPDATE_INTERVAL
 
 PROGRESS_MODES = ("auto", "bar", "log", "none")
 OPTIMIZERS = ("sgd", "adam", "adamw")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from sparsetime.core.presets import METHOD_DEFAULTS
+from sparsetime.core.defaults import METHOD_DEFAULTS
 from sparsetime.core.sparsifier import DynamicSparsity
 from sparsetime.core.timing import UpdateSchedule
 

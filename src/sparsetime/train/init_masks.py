@@ -81,9 +81,10 @@ def load_masks(path: str | Path) -> Masks:
     for key in ("sparsifier", "dynamic"):  # run checkpoint -> lottery level state -> DynamicSparsity state
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
-    if isinstance(state, Mapping) and isinstance(state.get("masks"), Mapping):
-        # a DynamicSparsity state (its sparse-execution layers saved as active indices) or a GMP state
-        state = masks_from_state(state) if "version" in state else state["masks"]
+    if isinstance(state, Mapping) and "version" in state and ("active" in state or "masks" in state):
+        state = masks_from_state(state)  # a DynamicSparsity state, any version
+    elif isinstance(state, Mapping) and isinstance(state.get("masks"), Mapping):
+        state = state["masks"]  # a GMP state
     if not isinstance(state, Mapping) or not state or not all(
             isinstance(m, torch.Tensor) and m.dtype == torch.bool for m in state.values()):
         raise ValueError(f"{str(file)!r} holds no masks (a mapping of parameter name -> bool tensor)")
