@@ -52,10 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from sparsetime.train.distributed import launched, teardown
     from sparsetime.train.logs import console_logging
 
-    with console_logging(logging.WARNING if args.quiet else logging.INFO):
-        return _dispatch(args)
+    follower = (launched() or (0,))[0] != 0  # under torchrun only rank 0 reports progress
+    with console_logging(logging.WARNING if args.quiet or follower else logging.INFO):
+        try:
+            return _dispatch(args)
+        finally:
+            teardown()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -117,6 +122,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _report(result: Any) -> None:
+    from sparsetime.train.distributed import launched
+
+    if (launched() or (0,))[0] != 0:  # under torchrun rank 0 alone reports
+        return
     s = result.summary
     if result.already_finished:
         print(f"run {result.run_dir} already finished; nothing to do (delete the directory to train again)")

@@ -71,3 +71,29 @@ def run_rank(rank: int, world: int, init_file: str, target, *args) -> None:
         dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
+
+
+def prune(rank: int, world: int, kind: str, steps: int, out: str) -> None:
+    """GMP or SNIP-seeded static training under DDP, ranks seeded differently; saves the masks."""
+    try:
+        model, xs, ys = model_and_data(seed=rank, steps=steps, world=world)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        lo, hi = rank * BATCH, (rank + 1) * BATCH
+        if kind == "gmp":
+            sp = st.pruning.GradualMagnitudePruner(model, opt, 0.1, 2, 8, 2, seed=rank)
+            local = None
+        else:  # SNIP on this rank's own batch: the ranks score different data
+            local = st.pruning.masks_from_scores(
+                st.pruning.scores(model, "snip", [(xs[0, lo:hi], ys[0, lo:hi])], loss_fn=F.cross_entropy), 0.2)
+            sp = st.DynamicSparsity(model, opt, initial_masks=local, update_interval=None, seed=rank)
+        ddp = nn.parallel.DistributedDataParallel(model)
+        for t in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(ddp(xs[t, lo:hi]), ys[t, lo:hi]).backward()
+            opt.step()
+            sp.step()
+        torch.save({"masks": {n: m.clone() for n, m in sp.masks.items()}, "local": local},
+                   os.path.join(out, f"rank{rank}.pt"))
+    except Exception as exc:  # noqa: BLE001
+        with open(os.path.join(out, f"rank{rank}.err"), "w") as fh:
+            fh.write(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")

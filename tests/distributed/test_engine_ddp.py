@@ -67,3 +67,16 @@ def test_a_desynchronised_rank_is_caught_by_the_consistency_check(tmp_path):
         first = text.splitlines()[0]
         assert first.startswith("TopologyMismatchError: the sparse topology of layer '2.weight' differs across ranks")
         assert "ranks [0]" in first and "ranks [1]" in first
+
+
+@pytest.mark.parametrize("kind", ["gmp", "snip"])
+def test_pruning_masks_are_the_same_on_every_rank(tmp_path, kind):
+    (a, b), errors = _spawn(tmp_path, w.prune, kind, 10, str(tmp_path))
+    assert errors == []
+    assert all(torch.equal(a["masks"][n], b["masks"][n]) for n in a["masks"])
+    if kind == "snip":  # scored on different batches, the ranks' own masks differed; rank 0's won
+        assert any(not torch.equal(a["local"][n], b["local"][n]) for n in a["local"])
+        assert all(torch.equal(a["masks"][n], a["local"][n]) for n in a["masks"])
+    else:
+        total = sum(m.numel() for m in a["masks"].values())
+        assert sum(int(m.sum()) for m in a["masks"].values()) == round(0.1 * total)

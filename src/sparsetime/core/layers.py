@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .distributed import broadcast_masks_
+from .distributed import broadcast_masks_, is_distributed
 from .distributions import active_count, compute_densities
 from .execution import plan_execution
 from .masked_store import MaskedStore
@@ -85,6 +85,10 @@ def check_supported_wrappers(model: nn.Module) -> None:
         raise ValueError(f"sharded models (FSDP, tensor parallelism: {sharded or 'sharded parameters'}) are not "
                          "supported: DynamicSparsity needs every sparse weight whole on every rank; allowed: a "
                          "plain model, or one wrapped in DistributedDataParallel")
+    devices = {p.device for p in model.parameters()}
+    if is_distributed() and len(devices) > 1:
+        raise ValueError(f"model parallelism (parameters on {sorted(map(str, devices))}) is not supported in a "
+                         "distributed run; allowed: data parallelism, every parameter of a rank on one device")
 
 
 def check_not_wrapped(model: nn.Module) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.distributed import broadcast_generator_, check_same_topology, is_distributed
 from ._common import Masks, check_density, check_int, check_scope, make_generator, parameters_by_name, selected_names
 from .masking import apply_masks, full_masks, mask_density, masked_scores, masks_from_scores
 
@@ -88,6 +89,7 @@ class GradualMagnitudePruner:
                 raise ValueError(f"final_density {final_density!r} is unreachable with exact counts: it keeps 0 "
                                  f"weights ({scope} scope); raise it or pass allow_collapse=True")
         self.generator = make_generator(seed=seed)
+        broadcast_generator_(self.generator)  # the same tie-breaks on every rank of a distributed run
         self.step_count = 0
         self._masks: Masks = full_masks(self.params)
 
@@ -120,6 +122,9 @@ class GradualMagnitudePruner:
             new = masks_from_scores(masked_scores(raw, self._masks), target, scope=self.scope,
                                     generator=self.generator, allow_collapse=self.allow_collapse)
             self._masks = {n: m.to(self.params[n].device) for n, m in new.items()}
+            if is_distributed():  # DDP keeps the weights equal, so must the masks be: checked, not assumed
+                check_same_topology({n: m.reshape(-1).nonzero().squeeze(1) for n, m in self._masks.items()},
+                                    self.step_count)
             logger.debug("gmp step %d: density %.4f (target %.4f)", self.step_count, self.density, target)
         apply_masks(self.model, self._masks, self.optimizer)
 

@@ -33,7 +33,7 @@ NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_
 # Fields left out of the run hash while they hold their default, so adding them kept the names of
 # earlier run directories. A run with another value gets its own directory (its checkpoint stores
 # sparse modules instead of dense weights).
-HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked"}
+HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked", "world_size": 1}
 EXECUTION_MODES = ("masked", "sparse", "auto")
 
 
@@ -116,6 +116,7 @@ class Config:
     batch_size: int = 128
     label_smoothing: float = 0.0
     seed: int = 0
+    world_size: int = 1  # processes of a torchrun launch (set by the runner); the global batch is batch_size * world_size
     output_dir: str = "runs"
     device: str = "auto"
     progress: str = "auto"
@@ -320,6 +321,7 @@ def validate_config(config: Config) -> None:
     need(config.epochs >= 1, "epochs", config.epochs, "an integer >= 1")
     need(config.extend > 0, "extend", config.extend, "a number > 0")
     need(config.batch_size >= 1, "batch_size", config.batch_size, "an integer >= 1")
+    need(config.world_size >= 1, "world_size", config.world_size, "an integer >= 1 (set by torchrun)")
     need(0.0 <= config.label_smoothing < 1.0, "label_smoothing", config.label_smoothing, "0 <= x < 1")
     need(config.progress in PROGRESS_MODES, "progress", config.progress, ", ".join(PROGRESS_MODES))
     need(config.log_interval >= 1, "log_interval", config.log_interval, "an integer >= 1")

@@ -63,6 +63,22 @@ class Distributed:
         return box[0]
 
 
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """``model`` in DistributedDataParallel when several ranks train it (the sparsifier must be
+        built first: sparse execution replaces layers), else ``model`` itself."""
+        if not self.enabled:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def rank_slice(self, dataset: Any) -> Any:
+        """This rank's share of an evaluation set: every ``world_size``-th sample from ``rank`` (no
+        sample dropped or repeated; the sums over ranks are the whole set's)."""
+        if not self.enabled:
+            return dataset
+        return torch.utils.data.Subset(dataset, list(range(self.rank, len(dataset), self.world_size)))
+
+
 def _collective_device(device: torch.device) -> torch.device:
     return device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
 
@@ -100,6 +116,13 @@ def setup(device_name: str = "auto", timeout_minutes: float = 30.0) -> Distribut
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
     return Distributed(rank, world, local)
+
+
+def teardown() -> None:
+    """Leave the process group, if this process joined one (end of a torchrun command)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_device(device_name: str, place: Distributed) -> str:

@@ -8,10 +8,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy (no label smoothing) and accuracy over ``batches``, in eval mode.
+    """Mean cross-entropy (no label smoothing) and accuracy over ``batches``, in eval mode."""
+    loss_sum, correct, seen = evaluation_sums(model, batches, device)
+    if seen == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    return loss_sum / seen, correct / seen
+
+
+@torch.no_grad()
+def evaluation_sums(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    device: torch.device) -> tuple[float, int, int]:
+    """(summed cross-entropy, correct predictions, examples) over ``batches``, in eval mode; sums,
+    so that shards evaluated on several ranks add up.
 
     The model's train/eval mode is restored afterwards. Syncs with the device once, at the end.
     """
@@ -29,6 +39,4 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
             seen += y.shape[0]
     finally:
         model.train(was_training)
-    if seen == 0:
-        raise ValueError("cannot evaluate on an empty dataset")
-    return loss_sum.item() / seen, correct.item() / seen
+    return loss_sum.item(), int(correct.item()), seen

@@ -6,6 +6,8 @@ last checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import shutil
 from collections.abc import Iterable
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import NON_RESULT_KEYS, Config, apply_overrides, config_hash, run_directory
+from .distributed import Distributed, setup
 from .logs import log_to_file
 from .methods import get_method
 from .resolve import resolve_config
@@ -36,10 +39,16 @@ class RunResult:
 def train(config: Config) -> RunResult:
     """Train the run described by ``config`` in ``<output_dir>/<name>-<hash>``.
 
-    A finished run is left alone (its summary is returned); an interrupted one is resumed.
+    A finished run is left alone (its summary is returned); an interrupted one is resumed. Under
+    torchrun every process calls this; ``world_size`` is set from the launch (the global batch is
+    ``batch_size * world_size``), and rank 0 alone writes the run directory.
     """
-    config = resolve_config(config)
-    return _execute(config, RunDir(run_directory(config)))
+    place = setup(config.device)
+    if config.world_size not in (1, place.world_size):
+        raise ValueError(f"config key 'world_size' = {config.world_size} but this run was launched with "
+                         f"{place.world_size} process(es); it is set by the launch: use torchrun --nproc_per_node")
+    config = resolve_config(dataclasses.replace(config, world_size=place.world_size))
+    return _execute(config, RunDir(run_directory(config)), place)
 
 
 def resume(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunResult:
@@ -55,29 +64,37 @@ def resume(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunResult:
         if key not in RESUME_KEYS:
             raise ValueError(f"resume can only override {', '.join(RESUME_KEYS)}; {key!r} would change the "
                              "results or the run's location (start a new run with `sparsetime train` instead)")
-    return _execute(resolve_config(apply_overrides(config, overrides)), run)
+    place = setup(config.device)
+    if config.world_size != place.world_size:
+        raise ValueError(f"run {str(run.path)!r} was trained by {config.world_size} process(es) (global batch "
+                         f"{config.batch_size * config.world_size}); resume it with torchrun --nproc_per_node "
+                         f"{config.world_size} (this launch has {place.world_size})")
+    return _execute(resolve_config(apply_overrides(config, overrides)), run, place)
 
 
-def _execute(config: Config, run: RunDir) -> RunResult:
-    if run.is_finished():
+def _execute(config: Config, run: RunDir, place: Distributed) -> RunResult:
+    finished = place.broadcast_object(run.is_finished())  # rank 0 decides for every rank
+    if finished:
         summary = run.read_summary()
         check_start_step(run, int(summary.get("start_step", 0)),
                          get_method(config.sparsity.method).first_step(config.sparsity))
         log.info("run %s already finished; nothing to do", run.path)
         return RunResult(run.path, summary, already_finished=True)
-    created = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
+    created = place.broadcast_object(not run.path.exists())
+    if place.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+    place.barrier()
     trainer = None
     try:
-        with log_to_file(run.log_path):
-            checkpoint = load_run_checkpoint(run)
-            if checkpoint is None:
+        with log_to_file(run.log_path) if place.is_main else contextlib.nullcontext():
+            checkpoint = load_run_checkpoint(run)  # every rank reads rank 0's file (a shared filesystem)
+            if checkpoint is None and place.is_main:
                 run.write_config(config)
             log.info("config %s (hash %s)", run.config_path, config_hash(config))
-            trainer = Trainer(config, run, checkpoint)
+            trainer = Trainer(config, run, checkpoint, place)
             summary = trainer.fit()
     except ValueError:
-        if created and trainer is None:  # bad input found while building the run: leave nothing behind
+        if created and trainer is None and place.is_main:  # bad input found while building the run: leave nothing
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     return RunResult(run.path, summary)

@@ -40,7 +40,8 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import Config, config_hash
 from .context import SparsifierContext
 from .device import resolve_device
-from .evaluate import evaluate
+from .distributed import Distributed, rank_device
+from .evaluate import evaluation_sums
 from .flops import count_layer_flops, inference_flops
 from .methods import get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
@@ -70,13 +71,15 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Builds data, model, optimiser, sparsifier and schedule from ``config``; ``fit()`` trains."""
 
-    def __init__(self, config: Config, run: RunDir, checkpoint: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Config, run: RunDir, checkpoint: dict[str, Any] | None = None,
+                 place: Distributed | None = None) -> None:
         from sparsetime.data import batch_iterator, build_datasets, num_batches
         from sparsetime.models import build_model
 
         self.config, self.run = config, run
+        self.place = place or Distributed()
         self.hash = config_hash(config)
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(rank_device(config.device, self.place))
         self._batches = batch_iterator
         seed_everything(config.seed)
         d = config.data
@@ -93,13 +96,15 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = build_optimizer(self.model, config.optim)
         self.total_epochs = config.total_epochs
-        self.steps_per_epoch = num_batches(len(self.train_set), config.batch_size)
+        self.global_batch = config.batch_size * self.place.world_size
+        self.steps_per_epoch = num_batches(len(self.train_set), self.global_batch, world_size=self.place.world_size)
         self.total_steps = self.steps_per_epoch * self.total_epochs
         self.method = get_method(config.sparsity.method)
         self.sparsifier = self.method.build(SparsifierContext(
             model=self.model, optimizer=self.optimizer, sparsity=config.sparsity, total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
             train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
+        self.net = self.place.wrap(self.model, self.device)  # DDP over several ranks, after the sparsifier
         missing = missing_members(self.sparsifier)  # the protocol's members, looked up without evaluating any
         if missing:
             raise TypeError(f"sparsity method {self.method.name!r} built {type(self.sparsifier).__name__}, which lacks "
@@ -126,7 +131,8 @@ class Trainer:
         while self.epoch < self.total_epochs:
             self._train_epoch()
         summary = self.summary()
-        self.run.write_summary(summary)
+        if self.place.is_main:
+            self.run.write_summary(summary)
         log.info("finished: test accuracy %.2f%%, density %.4f, Rs %s", 100 * summary["test_accuracy"],
                  summary["density"], _fmt(summary["itop_rate"]))
         return summary
@@ -144,7 +150,7 @@ class Trainer:
             "train_seconds": self.train_seconds, "train_flops": self.train_flops,
             "inference_flops": self._sparse_flops(), "dense_inference_flops": self.dense_flops,
             "method": self.config.sparsity.method, "model": self.config.model, "dataset": self.config.dataset,
-            "config_hash": self.hash,
+            "config_hash": self.hash, "world_size": self.place.world_size, "global_batch_size": self.global_batch,
         }
         if "validation_accuracy" in last:
             summary["validation_accuracy"] = last["validation_accuracy"]
@@ -164,9 +170,9 @@ class Trainer:
         seen = seen_after = 0  # examples trained, and those of them at or after the method's flops phase end
         skip = self.step - epoch * self.steps_per_epoch  # > 0 only in the first epoch of a run started mid-epoch
         self.model.train()
-        with EpochProgress(c.progress, epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
+        with EpochProgress(c.progress if self.place.is_main else "none", epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
             for i, (x, y) in enumerate(self._train_batches(epoch, skip), start=skip):
-                out = self.model(x)
+                out = self.net(x)
                 loss = self.criterion(out, y)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -181,9 +187,13 @@ class Trainer:
                     seen_after += y.shape[0]
                 progress.advance()
                 if (i + 1) % c.log_interval == 0:
-                    progress.report(i + 1, self._finite_loss(loss_sum, seen))
-        train_loss = self._finite_loss(loss_sum, seen)
-        train_accuracy = correct.item() / seen
+                    progress.report(i + 1, self._finite_loss(*self.place.all_reduce_sum([loss_sum.item(), seen],
+                                                                                         self.device)))
+        # sums over every rank: the whole global batch's loss, accuracy and examples
+        loss_total, correct_total, seen, seen_after = self.place.all_reduce_sum(
+            [loss_sum.item(), correct.item(), seen, seen_after], self.device)
+        train_loss = self._finite_loss(loss_total, seen)
+        train_accuracy = correct_total / seen
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         f_sparse = (flops_start + self._sparse_flops()) / 2  # trapezoid over the epoch's density change
@@ -200,8 +210,10 @@ class Trainer:
                       train_flops=self.train_flops)
         self.history.append(record)
         self.epoch += 1
-        save_checkpoint(self.run.checkpoint_path, self._state())
-        self.run.write_metrics(self.history)
+        if self.place.is_main:  # one writer; the others wait so that every rank resumes from this checkpoint
+            save_checkpoint(self.run.checkpoint_path, self._state())
+            self.run.write_metrics(self.history)
+        self.place.barrier()
         log.info("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.4g | "
                  "density %.4f | Rs %s | %.1fs", self.epoch, self.total_epochs, train_loss, 100 * train_accuracy,
                  record["test_loss"], 100 * record["test_accuracy"], lr, record["density"],
@@ -210,18 +222,25 @@ class Trainer:
     def _train_batches(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's seeded batches; the first ``skip`` are drawn (keeping the generator's state) but not given."""
         generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
-        batches = self._batches(self.train_set, self.config.batch_size, shuffle=True, generator=generator,
-                                num_workers=self.config.data.num_workers)
+        batches = self._batches(self.train_set, self.global_batch, shuffle=True, generator=generator,
+                                num_workers=self.config.data.num_workers, shard=self.place.shard)
         for x, y in islice(batches, skip, None):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _evaluate(self, dataset: Any) -> tuple[float, float]:
-        batches = self._batches(dataset, self.config.data.eval_batch_size, shuffle=False, generator=None,
-                                num_workers=self.config.data.num_workers)
-        return evaluate(self.model, batches, self.device)
+        """Loss and accuracy on ``dataset``; with several ranks each evaluates a share, then sums."""
+        batches = self._batches(self.place.rank_slice(dataset), self.config.data.eval_batch_size, shuffle=False,
+                                generator=None, num_workers=self.config.data.num_workers)
+        loss_sum, correct, seen = self.place.all_reduce_sum(evaluation_sums(self.model, batches, self.device),
+                                                            self.device)
+        if seen == 0:
+            raise ValueError("cannot evaluate on an empty dataset")
+        return loss_sum / seen, correct / seen
 
-    def _finite_loss(self, loss_sum: torch.Tensor, seen: int) -> float:
-        value = loss_sum.item() / seen
+    def _finite_loss(self, loss_sum: float, seen: float) -> float:
+        """The mean loss of ``seen`` examples; NonFiniteLossError when it is NaN or infinite (the
+        sums come from every rank, so all of them stop together)."""
+        value = loss_sum / seen
         if not math.isfinite(value):
             kept = (f"the last good checkpoint ({self.run.checkpoint_path}, after epoch {self.epoch}) is kept"
                     if self.history else "no checkpoint had been written yet")
@@ -281,7 +300,8 @@ class Trainer:
         check_start_step(self.run, self.start_step, self.method.first_step(self.config.sparsity))
         self.history = list(state["history"])
         self.train_seconds, self.train_flops = float(state["train_seconds"]), float(state["train_flops"])
-        self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
+        if self.place.is_main:
+            self.run.write_metrics(self.history)  # drop lines of an epoch that ended after this checkpoint
         log.info("resumed from %s at epoch %d (step %d)", self.run.checkpoint_path, self.epoch, self.step)
 
 
