@@ -1,6 +1,6 @@
 """Dense training and dynamic sparse training as runner methods: dense, static, set, rigl, snfs.
 
-The defaults of static/set/rigl/snfs come from :data:`sparsetime.core.presets.METHOD_DEFAULTS`
+The defaults of static/set/rigl/snfs come from :data:`sparsetime.core.defaults.METHOD_DEFAULTS`
 (the presets' table): its entries that are ``sparsity`` fields fill the config's ``None`` fields,
 except ``update_interval`` (a run's ΔT defaults to ``sparsity.update_interval``'s own default, a
 static mask has none); the others (``drop``, ``momentum_beta``) are passed to ``DynamicSparsity``
