@@ -113,6 +113,7 @@ class Trainer:
                  self.device, self.epoch, self.step)
         while self.epoch < self.total_epochs:
             self._train_epoch()
+        self._write_updates()  # also after a resume that had no epoch left (the file may lag its checkpoint)
         summary = self.summary()
         self.run.write_summary(summary)
         log.info("finished: test accuracy %.2f%%, density %.4f, Rs %s", 100 * summary["test_accuracy"],
@@ -139,6 +140,9 @@ class Trainer:
         updates = getattr(self.sparsifier, "update_history", None)
         if updates is not None:
             summary["topology_updates"] = len(updates)
+        layers = self._layer_report()
+        if layers is not None:
+            summary["layers"] = layers
         return summary
 
     # ------------------------------------------------------------------ one epoch
@@ -186,6 +190,7 @@ class Trainer:
         self.epoch += 1
         save_checkpoint(self.run.checkpoint_path, self._state())
         self.run.write_metrics(self.history)
+        self._write_updates()
         log.info("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.4g | "
                  "density %.4f | Rs %s | %.1fs", self.epoch, self.total_epochs, train_loss, 100 * train_accuracy,
                  record["test_loss"], 100 * record["test_accuracy"], lr, record["density"],
@@ -243,6 +248,26 @@ class Trainer:
         densities = {n: d for n, d in densities.items() if n in self.layer_flops}
         return inference_flops(self.layer_flops, densities)
 
+    def _write_updates(self) -> None:
+        """``updates.jsonl`` from the sparsifier's update history (kept in its checkpointed state)."""
+        updates = getattr(self.sparsifier, "update_history", None)
+        if updates is None:
+            return
+        self.run.write_updates({**{k: _plain(v) for k, v in u.items()}, "epoch": u["step"] / self.steps_per_epoch}
+                               for u in updates)
+
+    def _layer_report(self) -> list[dict[str, Any]] | None:
+        """Per sparse layer at the end: name, shape, size, active count, density and Rs (None without masks)."""
+        report = getattr(self.sparsifier, "layer_report", None)
+        if callable(report):
+            return [{**{k: _plain(v) for k, v in row.items()}, "shape": [int(s) for s in row["shape"]]}
+                    for row in report()]
+        masks = getattr(self.sparsifier, "masks", None)  # e.g. gradual magnitude pruning: no exploration record
+        if masks is None:
+            return None
+        return [{"name": n, "shape": list(m.shape), "size": m.numel(), "active": int(m.sum().item()),
+                 "density": float(m.sum().item()) / m.numel(), "itop_rate": None} for n, m in masks.items()]
+
     def _exploration_rate(self) -> float | None:
         rate = getattr(self.sparsifier, "exploration_rate", None)
         return float(rate()) if callable(rate) else None
@@ -279,6 +304,11 @@ class Trainer:
 def load_run_checkpoint(run: RunDir) -> dict[str, Any] | None:
     """The run's checkpoint, or None when it has none yet."""
     return load_checkpoint(run.checkpoint_path) if run.checkpoint_path.is_file() else None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a number held as a tensor or NumPy scalar."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _fmt(value: float | None) -> str:
