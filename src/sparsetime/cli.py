@@ -94,9 +94,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sparsetime: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        again = ("run the same `sparsetime sweep` command again" if args.command == "sweep"
-                 else "`sparsetime resume RUN_DIR`")
-        print(f"sparsetime: interrupted; continue with {again}", file=sys.stderr)
+        again = ("run the same `sparsetime sweep` command again to continue" if args.command == "sweep"
+                 else "continue with `sparsetime resume RUN_DIR`")
+        print(f"sparsetime: interrupted; {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - report every failure as one clear line plus exit code
         from sparsetime.data import ChecksumError, DatasetNotFoundError
@@ -194,7 +194,7 @@ def _info() -> int:
 
     print(f"sparsetime {sparsetime.__version__}")
     print(f"python     {platform.python_version()} ({platform.platform()})")
-    for package in ("torch", "numpy", "numba", "tqdm", "pyyaml", "matplotlib"):
+    for package in ("torch", "numpy", "numba", "tqdm", "pyyaml", "matplotlib", "ray", "submitit"):
         print(f"{package:<10} {_version(package)}")
     cuda = (f"available, {torch.cuda.device_count()} device(s): "
             + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))

@@ -6,7 +6,7 @@ import os
 import re
 import signal
 
-from sweep_helpers import TINY_BASE, cli, index_rows, start, wait_for, write_sweep
+from sweep_helpers import TINY_BASE, index_rows, run_main, start, wait_for, write_sweep
 
 from sparsetime.cli import main
 from sparsetime.experiments.owner import process_alive
@@ -56,7 +56,7 @@ def test_killed_sweep_resumes_running_points_and_never_retrains_finished_ones(tm
     status = capsys.readouterr().out
     assert all(re.search(rf" stale .*{name}", status) for name in (r["run_dir"] for r in running))
 
-    cli("-q", "sweep", str(path), "--workers", "2")
+    assert run_main("-q", "sweep", str(path), "--workers", "2").returncode == 0
     after = {r["run_dir"]: r for r in index_rows(sweep_dir)}
     assert all(r["status"] == "finished" for r in after.values())
     for name, (mtime, text) in before.items():  # finished points were not trained again
@@ -99,15 +99,17 @@ def test_a_dead_worker_fails_its_point_and_the_sweep_goes_on(tmp_path):
 
 
 def test_two_sweeps_at_once_run_each_point_once(tmp_path):
-    path = write_sweep(tmp_path, grid={"sparsity.density": [0.2, 0.3], "sparsity.update_interval": [2, 4]})
+    path = write_sweep(tmp_path, grid={"sparsity.density": [0.1, 0.2, 0.3], "sparsity.update_interval": [2, 4]},
+                       base={**TINY_BASE, "epochs": 6})
     sweep_dir = tmp_path / "out" / "s"
     procs = [start("sweep", str(path), "--workers", "1") for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     rows = index_rows(sweep_dir)
-    assert len(rows) == 4
+    assert len(rows) == 6
     assert all(r["status"] == "finished" and r["attempts"] == 1 for r in rows)
+    assert len({r["pid"] for r in rows}) == 2  # both sweeps' workers ran points (seconds of work to share)
     for row in rows:
         assert starts(sweep_dir / row["run_dir"]) == [0]  # trained once, by one process
         log = (sweep_dir / row["run_dir"] / "train.log").read_text()

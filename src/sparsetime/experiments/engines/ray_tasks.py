@@ -35,7 +35,11 @@ def run(index: SweepIndex, workers: int, options: dict[str, Any], verbose: bool)
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         if address:
-            ray.init(address=address, log_to_driver=verbose)
+            try:
+                ray.init(address=address, log_to_driver=verbose)
+            except ConnectionError as exc:
+                raise ValueError(f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: "
+                                 f"{' '.join(str(exc).split())}; unset RAY_ADDRESS to start a local instance") from None
         else:
             ray.init(num_cpus=available_cores(), include_dashboard=False, log_to_driver=verbose)
         started = True
