@@ -44,12 +44,17 @@ class Point:
 
     def describe(self) -> str:
         """``sparsity.density=0.1 seed=0``."""
-        parts = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.overrides.items()]
-        return " ".join([*parts, f"seed={self.seed}"])
+        return describe(self.overrides, self.seed)
 
     def config_json(self) -> str:
         """The resolved config as JSON (what an engine's worker rebuilds the run from)."""
         return json.dumps(config_to_dict(self.config), sort_keys=True)
+
+
+def describe(overrides: dict[str, Any], seed: int) -> str:
+    """The keys a point sets and its seed, as ``key=value`` words."""
+    parts = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+    return " ".join([*parts, f"seed={seed}"])
 
 
 def expand_points(spec: SweepSpec) -> list[Point]:
@@ -64,11 +69,10 @@ def expand_points(spec: SweepSpec) -> list[Point]:
         for seed in spec.seeds:
             config = point_config(spec.base, {**overrides, "seed": seed, "output_dir": str(spec.directory),
                                               "progress": "none"})
-            point = Point(len(points), overrides, seed, config)
             try:
-                point = Point(point.index, overrides, seed, resolve_config(config))
+                point = Point(len(points), overrides, seed, resolve_config(config))
             except ValueError as exc:
-                raise ValueError(f"sweep {spec.name!r}: point {point.describe()}: {exc}") from None
+                raise ValueError(f"sweep {spec.name!r}: point {describe(overrides, seed)}: {exc}") from None
             same = seen.get(point.run_dir)
             if same is not None:
                 log.warning("sweep %s: point %s is the same run as %s (%s); it runs once", spec.name,

@@ -60,9 +60,12 @@ def run(index: SweepIndex, workers: int, options: dict[str, Any], verbose: bool)
                 if process.exitcode != 0:
                     dead = Owner(Owner.current().host, process.pid)
                     reason = f"worker process died: {_describe_exit(process.exitcode)}"
-                    for name in index.fail_orphans(reason, owner=dead):
+                    failed = index.fail_orphans(reason, owner=dead)
+                    for name in failed:
                         log.warning("point %s failed: %s", name, reason)
-                    if index.count_claimable() > len(alive):
+                    if not failed:  # it died before claiming: starting another would only die the same way
+                        log.warning("a worker process died before it ran a point (%s)", reason)
+                    elif index.count_claimable() > len(alive):
                         start()
     except BaseException:  # interrupted: workers give their claims back on their own interrupt, then stop
         deadline = time.monotonic() + STOP_GRACE_SECONDS

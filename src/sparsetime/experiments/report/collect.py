@@ -79,8 +79,8 @@ def _add_sweep(collection: Collection, path: Path) -> None:
         for key in json.loads(row["overrides"]):
             if key not in collection.keys:
                 collection.keys.append(key)
-        status = "finished" if row["status"] == "finished" else row["status"]
-        _add_run(collection, path / row["run_dir"], "" if status == "finished" else status, row["error"] or "")
+        status = "" if row["status"] == "finished" else row["status"]  # "": judged from the run directory
+        _add_run(collection, path / row["run_dir"], status, row["error"] or "")
     copy = path / SWEEP_COPY
     if copy.is_file():
         data = yaml.safe_load(copy.read_text(encoding="utf-8")) or {}
