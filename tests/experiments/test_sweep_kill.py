@@ -99,7 +99,7 @@ def test_a_dead_worker_fails_its_point_and_the_sweep_goes_on(tmp_path):
 
 
 def test_two_sweeps_at_once_run_each_point_once(tmp_path):
-    path = write_sweep(tmp_path, grid={"sparsity.density": [0.1, 0.2, 0.3], "sparsity.update_interval": [2, 4]},
+    path = write_sweep(tmp_path, grid={"sparsity.density": [0.1, 0.15, 0.2, 0.3], "sparsity.update_interval": [2, 4]},
                        base={**TINY_BASE, "epochs": 6})
     sweep_dir = tmp_path / "out" / "s"
     procs = [start("sweep", str(path), "--workers", "1") for _ in range(2)]
@@ -107,7 +107,7 @@ def test_two_sweeps_at_once_run_each_point_once(tmp_path):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     rows = index_rows(sweep_dir)
-    assert len(rows) == 6
+    assert len(rows) == 8
     assert all(r["status"] == "finished" and r["attempts"] == 1 for r in rows)
     assert len({r["pid"] for r in rows}) == 2  # both sweeps' workers ran points (seconds of work to share)
     for row in rows:
