@@ -21,6 +21,12 @@ def rows_or_empty(sweep_dir):
         return []
 
 
+def epochs_done(run_dir) -> int:
+    """Epochs with a checkpoint so far (0 before the first)."""
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if (run_dir / "checkpoint.pt").is_file() and metrics.is_file() else 0
+
+
 def starts(run_dir) -> list[int]:
     """The epochs training (re)started at, from the run's log."""
     return [int(e) for e in re.findall(r"starting at epoch (\d+) ", (run_dir / "train.log").read_text())]
@@ -36,8 +42,7 @@ def test_killed_sweep_resumes_running_points_and_never_retrains_finished_ones(tm
         assert proc.poll() is None, f"sweep ended before it was killed: {proc.communicate()}"
         rows = rows_or_empty(sweep_dir)
         return any(r["status"] == "finished" for r in rows) and any(
-            r["status"] == "running" and (sweep_dir / r["run_dir"] / "checkpoint.pt").is_file()
-            and not (sweep_dir / r["run_dir"] / "summary.json").is_file() for r in rows)
+            r["status"] == "running" and 1 <= epochs_done(sweep_dir / r["run_dir"]) <= 8 for r in rows)
 
     wait_for(one_done_one_midway, what="a finished point and one with a checkpoint")
     os.kill(proc.pid, signal.SIGKILL)  # the sweep process only: its workers must not outlive it
@@ -80,13 +85,16 @@ def test_a_dead_worker_fails_its_point_and_the_sweep_goes_on(tmp_path):
     sweep_dir = tmp_path / "out" / "s"
     proc = start("sweep", str(path), "--workers", "1")
 
-    def midway() -> list[dict]:
+    found: list[dict] = []
+
+    def midway() -> bool:
         assert proc.poll() is None, f"sweep ended early: {proc.communicate()}"
-        return [r for r in rows_or_empty(sweep_dir) if r["status"] == "running"
-                and (sweep_dir / r["run_dir"] / "checkpoint.pt").is_file()]
+        found[:] = [r for r in rows_or_empty(sweep_dir) if r["status"] == "running"
+                    and 1 <= epochs_done(sweep_dir / r["run_dir"]) <= 8]
+        return bool(found)
 
     wait_for(midway, what="a point with a checkpoint")
-    (victim,) = midway()
+    (victim,) = found
     os.kill(victim["pid"], signal.SIGKILL)  # the worker crashes (as under the OOM killer)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
