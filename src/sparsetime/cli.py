@@ -1,9 +1,11 @@
-"""The ``sparsetime`` command line: ``train``, ``resume``, ``lth`` and ``info``.
+"""The ``sparsetime`` command line: ``train``, ``resume``, ``lth``, ``sweep``, ``report`` and ``info``.
 
 ``sparsetime train [--config FILE.yaml] [key=value ...]`` trains one run (by default SET-ITOP on
 an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse) and prints its final test accuracy,
 realised density and ITOP rate Rs; ``sparsetime resume RUN_DIR`` continues an interrupted run;
 ``sparsetime lth CONFIG`` runs every level of a lottery-ticket experiment;
+``sparsetime sweep SWEEP.yaml`` runs a grid of runs (``--status``, ``--dry-run``) and
+``sparsetime report PATH...`` turns runs and sweeps into tables and figures;
 ``sparsetime info`` prints versions, device, threads and the datasets found locally.
 """
 from __future__ import annotations
@@ -45,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
                                      "finished levels are skipped on re-runs.")
     lth.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="YAML config; overrides apply on top")
     lth.add_argument("overrides", nargs="*", metavar="key=value")
+    sweep = sub.add_parser("sweep", help="run a grid of runs from a sweep file (resumes where it stopped)",
+                           description="Run every point of a sweep file (grid x runs x seeds) as a normal run "
+                                       "directory under <output_dir>/<name>/, indexed in index.sqlite. Finished "
+                                       "points are skipped, interrupted ones resume from their checkpoints.")
+    sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="points run at once (torch threads per point: cores // N); default 1")
+    sweep.add_argument("--engine", default="local", choices=("local", "ray", "submitit"),
+                       help="local worker processes (default), Ray tasks, or a SLURM job array via submitit")
+    sweep.add_argument("--dry-run", action="store_true", help="print the points and what would run; write nothing")
+    sweep.add_argument("--status", action="store_true", help="print the table of points and their state")
+    sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    report = sub.add_parser("report", help="tables and figures of runs or sweeps (report.md + PNGs)",
+                            description="Write report.md (mean +- sample std over seeds, grouped by the keys that "
+                                        "vary) and PNG figures for run directories, sweep directories or folders "
+                                        "of run directories.")
+    report.add_argument("paths", nargs="+", metavar="PATH")
+    report.add_argument("--out", metavar="DIR",
+                        help="where to write (default: PATH/report for one PATH, else ./report)")
     sub.add_parser("info", help="versions, device, threads and locally available datasets")
     return parser
 
@@ -71,12 +92,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _train(args)
         if args.command == "lth":
             return _lth(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "report":
+            return _report_command(args)
         return _resume(args)
     except ValueError as exc:
         print(f"sparsetime: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("sparsetime: interrupted; continue with `sparsetime resume RUN_DIR`", file=sys.stderr)
+        again = ("run the same `sparsetime sweep` command again to continue" if args.command == "sweep"
+                 else "continue with `sparsetime resume RUN_DIR`")
+        print(f"sparsetime: interrupted; {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - report every failure as one clear line plus exit code
         from sparsetime.data import ChecksumError, DatasetNotFoundError
@@ -111,6 +138,30 @@ def _lth(args: argparse.Namespace) -> int:
     result = run_lottery(load_config(path, overrides))
     print(f"experiment directory: {result.experiment_dir}")
     print(format_table(result))
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from sparsetime.experiments import format_plan, format_status, load_sweep, run_sweep, sweep_state
+
+    spec = load_sweep(args.sweep_file)
+    if args.dry_run or args.status:
+        state = sweep_state(spec)
+        print(format_plan(state) if args.dry_run else format_status(state))
+        return EXIT_OK
+    state = run_sweep(spec, engine=args.engine, workers=args.workers, retry_failed=args.retry_failed,
+                      verbose=not args.quiet)
+    print(format_status(state))
+    return EXIT_FAILED if state.counts()["failed"] else EXIT_OK
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from sparsetime.experiments import write_report
+
+    result = write_report(args.paths, args.out)
+    print(f"report: {result.markdown} ({result.runs} runs, {len(result.figures)} figures)")
+    for note in result.notes:
+        print(f"note: {note}")
     return EXIT_OK
 
 
@@ -154,7 +205,7 @@ def _info() -> int:
 
     print(f"sparsetime {sparsetime.__version__}")
     print(f"python     {platform.python_version()} ({platform.platform()})")
-    for package in ("torch", "numpy", "numba", "tqdm", "pyyaml", "matplotlib"):
+    for package in ("torch", "numpy", "numba", "tqdm", "pyyaml", "matplotlib", "ray", "submitit"):
         print(f"{package:<10} {_version(package)}")
     cuda = (f"available, {torch.cuda.device_count()} device(s): "
             + ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))

@@ -24,8 +24,8 @@ def tiny(tmp_path, *extra: str):
 
 
 def test_protocol_members():
-    assert MEMBERS == ("current_densities", "density", "exploration_rate", "load_state_dict", "masks", "state_dict",
-                       "step", "update_history")
+    assert MEMBERS == ("current_densities", "density", "exploration_rate", "layer_report", "load_state_dict", "masks",
+                       "state_dict", "step", "update_history")
 
 
 @pytest.mark.parametrize("method, kind, rate, history", [
@@ -69,7 +69,7 @@ class Partial:
 def test_a_plugged_method_missing_protocol_members_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(methods_module, "_METHODS", dict(methods_module._METHODS))
     register_method("partial", lambda ctx: Partial())
-    with pytest.raises(TypeError, match="lacks current_densities, exploration_rate, masks, update_history"):
+    with pytest.raises(TypeError, match="lacks current_densities, exploration_rate, layer_report, masks, update_history"):
         train(tiny(tmp_path, "sparsity.method=partial"))
 
 

@@ -34,6 +34,9 @@ class Sparsifier(Protocol):
     def current_densities(self) -> dict[str, float]:
         """{weight name: realised density} of every sparse layer, for FLOPs (layers left out are dense)."""
 
+    def layer_report(self) -> list[dict[str, Any]]:
+        """Per sparse layer: name, shape, size, active, density and itop_rate (None when not tracked)."""
+
     def exploration_rate(self) -> float | None:
         """The ITOP rate Rs (fraction of weights ever active), or None when the method does not track it."""
 

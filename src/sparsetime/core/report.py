@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
+
 from .exploration import ExplorationTracker
 from .store import LayerStore
 
@@ -15,6 +17,16 @@ def layer_report(stores: Mapping[str, LayerStore], targets: Mapping[str, float |
         count = s.count()
         rows.append({"name": n, "shape": s.shape, "size": s.size, "active": count, "density": count / s.size,
                      "target_density": targets[n], "itop_rate": tracker.layer_rate(n), "execution": s.execution})
+    return rows
+
+
+def masks_report(masks: Mapping[str, torch.Tensor]) -> list[dict]:
+    """The layer report of a method that keeps bool masks and tracks no exploration (Rs None)."""
+    rows = []
+    for n, m in masks.items():
+        active = int(m.sum().item())
+        rows.append({"name": n, "shape": tuple(m.shape), "size": m.numel(), "active": active,
+                     "density": active / m.numel(), "itop_rate": None})
     return rows
 
 

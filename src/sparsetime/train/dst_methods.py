@@ -46,6 +46,10 @@ class DenseTraining:
         """No sparse layer: every layer counts as dense."""
         return {}
 
+    def layer_report(self) -> list[dict[str, Any]]:
+        """No sparse layer."""
+        return []
+
     def exploration_rate(self) -> float:
         """Every weight is active, so every weight has been explored."""
         return 1.0

@@ -97,6 +97,10 @@ class LotteryLevel:
         """{weight name: realised density} of the level's masks."""
         return self.sparsity.current_densities()
 
+    def layer_report(self) -> list[dict[str, Any]]:
+        """Per layer: the level's fixed mask, its density and Rs (a static mask's Rs is its density)."""
+        return self.sparsity.layer_report()
+
     def exploration_rate(self) -> float:
         """Rs of a static mask: its density."""
         return self.sparsity.exploration_rate()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sparsetime.core.report import masks_report
 from sparsetime.core.sparsifier import DynamicSparsity
 from sparsetime.pruning import GradualMagnitudePruner
 
@@ -76,6 +77,10 @@ class GmpSparsifier:
     def current_densities(self) -> dict[str, float]:
         """{weight name: realised density} of the current masks."""
         return mask_densities(self.pruner.masks)
+
+    def layer_report(self) -> list[dict[str, Any]]:
+        """Per layer: the current mask's counts (GMP tracks no exploration: itop_rate None)."""
+        return masks_report(self.pruner.masks)
 
     def exploration_rate(self) -> None:
         """Not tracked: pruning explores nothing beyond the dense start."""

@@ -1,7 +1,9 @@
 """Layout of a run directory and the files in it.
 
 ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one JSON object per finished epoch),
-``summary.json`` (written once, when the run ends: its presence marks a finished run),
+``updates.jsonl`` (one JSON object per topology update: step, Rs, density, replaced fraction, ...;
+rewritten with the metrics from the history kept in the checkpoint, so a resumed run stays
+consistent), ``summary.json`` (written once, when the run ends: its presence marks a finished run),
 ``checkpoint.pt`` (last finished epoch) and ``train.log``. All writes are atomic.
 """
 from __future__ import annotations
@@ -28,6 +30,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def updates_path(self) -> Path:
+        return self.path / "updates.jsonl"
 
     @property
     def summary_path(self) -> Path:
@@ -64,6 +70,17 @@ class RunDir:
         if not self.metrics_path.is_file():
             return []
         with self.metrics_path.open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def write_updates(self, updates: Iterable[Mapping[str, Any]]) -> None:
+        """Rewrite ``updates.jsonl`` from the sparsifier's full topology-update history."""
+        atomic_write_text(self.updates_path, "".join(json.dumps(dict(r)) + "\n" for r in updates))
+
+    def read_updates(self) -> list[dict[str, Any]]:
+        """The topology updates recorded so far (empty for runs without updates)."""
+        if not self.updates_path.is_file():
+            return []
+        with self.updates_path.open(encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:

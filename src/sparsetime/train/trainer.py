@@ -130,6 +130,7 @@ class Trainer:
                  self.device, self.epoch, self.step)
         while self.epoch < self.total_epochs:
             self._train_epoch()
+        self._write_updates()  # also after a resume that had no epoch left (the file may lag its checkpoint)
         summary = self.summary()
         if self.place.is_main:
             self.run.write_summary(summary)
@@ -157,6 +158,9 @@ class Trainer:
         updates = self.sparsifier.update_history
         if updates is not None:
             summary["topology_updates"] = len(updates)
+        layers = self._layer_report()
+        if layers is not None:
+            summary["layers"] = layers
         return summary
 
     # ------------------------------------------------------------------ one epoch
@@ -213,6 +217,7 @@ class Trainer:
         if self.place.is_main:  # one writer; the others wait so that every rank resumes from this checkpoint
             save_checkpoint(self.run.checkpoint_path, self._state())
             self.run.write_metrics(self.history)
+            self._write_updates()
         self.place.barrier()
         log.info("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.4g | "
                  "density %.4f | Rs %s | %.1fs", self.epoch, self.total_epochs, train_loss, 100 * train_accuracy,
@@ -270,6 +275,21 @@ class Trainer:
         densities = {n: d for n, d in self.sparsifier.current_densities().items() if n in self.layer_flops}
         return inference_flops(self.layer_flops, densities)
 
+    def _write_updates(self) -> None:
+        """``updates.jsonl`` from the sparsifier's update history (kept in its checkpointed state)."""
+        updates = self.sparsifier.update_history
+        if updates is None:
+            return
+        self.run.write_updates({**{k: _plain(v) for k, v in u.items()}, "epoch": u["step"] / self.steps_per_epoch}
+                               for u in updates)
+
+    def _layer_report(self) -> list[dict[str, Any]] | None:
+        """Per sparse layer at the end: name, shape, size, active count, density and Rs (None without layers)."""
+        rows = self.sparsifier.layer_report()
+        if not rows:
+            return None
+        return [{**{k: _plain(v) for k, v in row.items()}, "shape": [int(s) for s in row["shape"]]} for row in rows]
+
     def _exploration_rate(self) -> float | None:
         rate = self.sparsifier.exploration_rate()
         return None if rate is None else float(rate)
@@ -317,6 +337,11 @@ def check_start_step(run: RunDir, trained_from: int, starts_at: int) -> None:
 def load_run_checkpoint(run: RunDir) -> dict[str, Any] | None:
     """The run's checkpoint, or None when it has none yet."""
     return load_checkpoint(run.checkpoint_path) if run.checkpoint_path.is_file() else None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a number held as a tensor or NumPy scalar."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _fmt(value: float | None) -> str:
