@@ -130,9 +130,9 @@ class Trainer:
                  self.device, self.epoch, self.step)
         while self.epoch < self.total_epochs:
             self._train_epoch()
-        self._write_updates()  # also after a resume that had no epoch left (the file may lag its checkpoint)
         summary = self.summary()
         if self.place.is_main:
+            self._write_updates()  # also after a resume that had no epoch left (the file may lag its checkpoint)
             self.run.write_summary(summary)
         log.info("finished: test accuracy %.2f%%, density %.4f, Rs %s", 100 * summary["test_accuracy"],
                  summary["density"], _fmt(summary["itop_rate"]))
