@@ -21,6 +21,7 @@ from sparsetime.train.checkpoint import atomic_write_text
 from sparsetime.train.config import config_from_dict, run_directory
 
 from .index import SweepIndex
+from .launch import train_with_torchrun
 from .owner import HEARTBEAT_SECONDS, Owner
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,10 @@ def run_claimed(index: SweepIndex, row: dict[str, Any], owner: Owner) -> str:
                 raise ValueError(f"the stored config of point {name!r} hashes to {run_directory(config).name!r}; "
                                  "the index is inconsistent (was the sparsetime version changed mid-sweep?)")
             log.info("point %s started: %s", row["point"], name)
-            summary = train(config).summary
+            if config.world_size > 1:  # a distributed point: its own torchrun launch
+                summary = train_with_torchrun(config, run_directory(config), index.sweep_dir / "launch")
+            else:
+                summary = train(config).summary
         except KeyboardInterrupt:
             index.release(name, owner)
             raise
