@@ -33,7 +33,7 @@ NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_
 # Fields left out of the run hash while they hold their default, so adding them kept the names of
 # earlier run directories. A run with another value gets its own directory (its checkpoint stores
 # sparse modules instead of dense weights).
-HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked", "world_size": 1}
+HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked", "world_size": 1, "sparsity.flops_fraction": None}
 EXECUTION_MODES = ("masked", "sparse", "auto")
 
 
@@ -87,6 +87,8 @@ class SparsityConfig:
     # how sparse layers run: "masked" (dense weight x mask), "sparse" (sparse modules and kernels,
     # O(nnz) memory; CPU) or "auto" (sparse where faster). See DynamicSparsity(execution=...).
     execution: str = "masked"
+    # a budget instead of a density: the global density whose inference FLOPs are this fraction of dense
+    flops_fraction: float | None = None
 
 
 @dataclass
@@ -350,6 +352,8 @@ def validate_config(config: Config) -> None:
          sp.min_drop_fraction, "0 <= x <= 1")
     need(sp.stop_fraction is None or 0 <= sp.stop_fraction <= 1, "sparsity.stop_fraction",
          sp.stop_fraction, "0 <= x <= 1")
+    need(sp.flops_fraction is None or 0 < sp.flops_fraction <= 1, "sparsity.flops_fraction", sp.flops_fraction,
+         "0 < x <= 1 (inference FLOPs as a fraction of dense), or none")
     d = config.data
     need(d.validation_size >= 0, "data.validation_size", d.validation_size, "an integer >= 0")
     need(d.eval_batch_size >= 1, "data.eval_batch_size", d.eval_batch_size, "an integer >= 1")

@@ -69,3 +69,35 @@ def inference_flops(layer_flops: Mapping[str, float], densities: Mapping[str, fl
         raise ValueError(f"densities name layers with no counted FLOPs: {sorted(unknown)}; "
                          f"counted layers: {sorted(layer_flops)}")
     return float(sum(f * densities.get(name, 1.0) for name, f in layer_flops.items()))
+
+
+def density_for_flops(layer_flops: Mapping[str, float], shapes: Mapping[str, Sequence[int]], fraction: float,
+                      distribution: str | Mapping[str, float] = "erk", erk_power: float = 1.0,
+                      tolerance: float = 1e-6) -> float:
+    """The global density d whose per-layer densities (``distribution`` over the sparse layers of
+    ``shapes``) give inference FLOPs of ``fraction`` times dense.
+
+    Layers counted in ``layer_flops`` but absent from ``shapes`` stay dense. The FLOPs grow with d,
+    so d is found by bisection; ValueError when the dense layers alone exceed the budget.
+    """
+    from sparsetime.core.distributions import compute_densities
+
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"flops_fraction must be in (0, 1], got {fraction!r}")
+    total = sum(layer_flops.values())
+    sparse = {n: tuple(s) for n, s in shapes.items() if n in layer_flops}
+
+    def flops_at(d: float) -> float:
+        return inference_flops(layer_flops, compute_densities(sparse, d, distribution, erk_power)) / total
+
+    floor = (total - sum(layer_flops[n] for n in sparse)) / total
+    if fraction <= floor + 1e-12:
+        raise ValueError(f"flops_fraction {fraction} is below the {floor:.4f} of dense FLOPs that the dense layers "
+                         "alone cost; raise it or sparsify more layers")
+    if flops_at(1.0) <= fraction:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    while hi - lo > tolerance:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if flops_at(mid) < fraction else (lo, mid)
+    return hi

@@ -130,6 +130,12 @@ def resolve_sparsity(cfg: SparsityConfig) -> SparsityConfig:
         takers = sorted(n for n, m in _METHODS.items() if m.sparse_execution)
         raise ValueError(f"sparsity.execution={resolved.execution!r} is not supported by method {cfg.method!r} "
                          f"(it needs dense weights); allowed: 'masked', or one of the methods {', '.join(takers)}")
+    uses_distribution = "distribution" in {**method.defaults, **method.fixed}
+    if resolved.flops_fraction is not None and (not uses_distribution or resolved.init_mask is not None):
+        takers = sorted(n for n, m in _METHODS.items() if "distribution" in {**m.defaults, **m.fixed})
+        raise ValueError(f"sparsity.flops_fraction={resolved.flops_fraction!r} needs a density distribution to "
+                         f"solve for (method {cfg.method!r}{' with init_mask' if resolved.init_mask else ''} has "
+                         f"none); allowed: the methods {', '.join(takers)} without init_mask")
     if method.check is not None:
         method.check(resolved)
     return resolved

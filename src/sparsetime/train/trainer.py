@@ -21,6 +21,7 @@ end (a trapezoid over GMP's shrinking density).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -42,7 +43,7 @@ from .context import SparsifierContext
 from .device import resolve_device
 from .distributed import Distributed, rank_device
 from .evaluate import evaluation_sums
-from .flops import count_layer_flops, inference_flops
+from .flops import count_layer_flops, density_for_flops, inference_flops
 from .methods import get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
 from .progress import EpochProgress
@@ -101,7 +102,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.total_epochs
         self.method = get_method(config.sparsity.method)
         self.sparsifier = self.method.build(SparsifierContext(
-            model=self.model, optimizer=self.optimizer, sparsity=config.sparsity, total_steps=self.total_steps,
+            model=self.model, optimizer=self.optimizer, sparsity=self._budgeted(config.sparsity),
+            total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
             train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
         self.net = self.place.wrap(self.model, self.device)  # DDP over several ranks, after the sparsifier
@@ -269,6 +271,20 @@ class Trainer:
                 self.scheduler.step()
         log.info("starting at step %d (epoch %d, batch %d) with learning rate %.4g", step, self.epoch + 1,
                  step % self.steps_per_epoch, self.optimizer.param_groups[0]["lr"])
+
+    def _budgeted(self, sparsity: Any) -> Any:
+        """``sparsity`` with the density that meets ``flops_fraction`` of the dense inference FLOPs."""
+        if sparsity.flops_fraction is None:
+            return sparsity
+        from sparsetime.core.selection import select_sparse_parameters
+
+        params = select_sparse_parameters(self.model, sparsity.dense_layers or None, sparsity.dense_first,
+                                          sparsity.dense_last)
+        density = density_for_flops(self.layer_flops, {n: tuple(p.shape) for n, p in params.items()},
+                                    sparsity.flops_fraction, sparsity.distribution)
+        log.info("density %.5f gives %.4f of the dense inference FLOPs with the %s distribution", density,
+                 sparsity.flops_fraction, sparsity.distribution)
+        return dataclasses.replace(sparsity, density=density)
 
     # ------------------------------------------------------------------ metrics helpers
     def _sparse_flops(self) -> float:
