@@ -316,7 +316,12 @@ def draw(spec: FigureSpec, runs: Sequence[RunRecord], varying: Sequence[str], pa
     what = f"{_title_name(spec.y)}{' and ' + _title_name(spec.y2) if spec.y2 else ''}"
     against = label(spec.x).split(" (")[0]
     first = spec.title or (f"{what} per layer" if spec.kind == "layers" else f"{what} vs {against}")
-    fig.suptitle(f"{first}\n{context(runs)}", fontsize="medium")
+    title = f"{first}\n{context(runs)}"
+    panels = {tuple(ax.get_position().bounds) for ax in fig.axes}
+    if len(panels) == 1:  # one panel (a twin y axis included): the title above it, clear of the legend
+        fig.axes[0].set_title(title, fontsize="medium")
+    else:
+        fig.suptitle(title, fontsize="medium")
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)
     return notes

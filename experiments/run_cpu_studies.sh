@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run every CPU-scale study of experiments/cpu/ on real Fashion-MNIST and write its report under
+# docs/results/. Each step is resumable: run the script again after a kill and finished runs are
+# skipped. About 6 hours on 2 CPU cores in all; run from the repository root:
+#   bash experiments/run_cpu_studies.sh [STUDY ...]     # default: every study, in this order
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ST=${SPARSETIME:-.venv/bin/sparsetime}
+WORKERS=${WORKERS:-2}
+studies=("$@")
+[ ${#studies[@]} -gt 0 ] || studies=(defaults update_interval set_vs_rigl extended methods lottery batch_size \
+                                     erk_uniform drop_fraction)
+for study in "${studies[@]}"; do
+  case "$study" in
+    defaults)
+      "$ST" sweep experiments/cpu/00_defaults.yaml --workers "$WORKERS"
+      "$ST" sweep experiments/cpu/00_defaults_dense.yaml --workers "$WORKERS"
+      "$ST" report runs/studies/defaults runs/studies/defaults_dense --out docs/results/defaults ;;
+    lottery)
+      for seed in 0 1 2; do "$ST" lth experiments/cpu/06_lottery.yaml "seed=$seed"; done ;;
+    methods)
+      "$ST" sweep experiments/cpu/06_methods.yaml --workers "$WORKERS"
+      "$ST" report runs/studies/methods --out docs/results/methods ;;
+    *)
+      file=$(ls experiments/cpu/*_"$study".yaml | head -1)
+      "$ST" sweep "$file" --workers "$WORKERS"
+      "$ST" report "runs/studies/$study" --out "docs/results/$study" ;;
+  esac
+done
