@@ -56,7 +56,7 @@ def test_free_form_option_keys_take_yaml_values():
 def test_overrides_do_not_modify_the_input():
     base = Config()
     apply_overrides(base, ["optim.lr=0.5", "model_options.hidden=[3]"])
-    assert base.optim.lr == 0.01 and base.model_options == {}
+    assert base.optim.lr == 0.1 and base.model_options == {}
 
 
 @pytest.mark.parametrize("bad, suggestion", [

@@ -42,7 +42,7 @@ class OptimConfig:
     """Optimiser: SGD (momentum, Nesterov) or Adam/AdamW."""
 
     name: str = "sgd"
-    lr: float = 0.01
+    lr: float = 0.1  # SET at 98% reached 81.9% after 3 epochs at 0.01, 86.1% at 0.1 (docs/results/defaults)
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
