@@ -1,10 +1,11 @@
-"""Typed run configuration: nested dataclasses, YAML loading, dotted ``key=value`` overrides.
+"""Typed run configuration: YAML loading, dotted ``key=value`` overrides, validation, the run hash.
 
-A run is fully described by one :class:`Config`. Files are read with ``yaml.safe_load``; every
-key is checked against the dataclass fields (an unknown key is an error that names the closest
-valid key), and every value is converted to the field's declared type, so ``optim.lr=1`` and
-``optim.lr: 1`` both give the float 1.0. :func:`resolve` fills the method-dependent defaults
-(growth criterion, drop fraction, ...) so that the saved ``config.yaml`` states every choice.
+A run is fully described by one :class:`Config` (its schema: :mod:`sparsetime.train.config_schema`).
+Files are read with ``yaml.safe_load``; every key is checked against the dataclass fields (an
+unknown key is an error that names the closest valid key), and every value is converted to the
+field's declared type (:mod:`sparsetime.train.config_values`). :func:`resolve` fills the
+method-dependent defaults (growth criterion, drop fraction, ...) so that the saved ``config.yaml``
+states every choice.
 """
 from __future__ import annotations
 
@@ -13,214 +14,21 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sparsetime.core.defaults import RUN_UPDATE_INTERVAL
+from .config_schema import (EXECUTION_MODES, HASHED_UNLESS_DEFAULT, NON_RESULT_KEYS, OPTIMIZERS, PROGRESS_MODES,
+                            SCHEDULES, Config, DataConfig, OptimConfig, ScheduleConfig, SparsityConfig)
+from .config_values import _coerce, _hints, _parse_scalar
 
-PROGRESS_MODES = ("auto", "bar", "log", "none")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "multistep", "cosine")
-
-# Fields that do not change what a run computes: left out of the run hash.
-NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers")
-# Fields left out of the run hash while they hold their default, so adding them kept the names of
-# earlier run directories. A run with another value gets its own directory (its checkpoint stores
-# sparse modules instead of dense weights).
-HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked", "world_size": 1, "sparsity.flops_fraction": None}
-EXECUTION_MODES = ("masked", "sparse", "auto")
-
-
-@dataclass
-class OptimConfig:
-    """Optimiser: SGD (momentum, Nesterov) or Adam/AdamW."""
-
-    name: str = "sgd"
-    lr: float = 0.1  # SET at 98% reached 81.9% after 3 epochs at 0.01, 86.1% at 0.1 (docs/results/defaults)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    exclude_bias_norm: bool = False  # no weight decay on biases and normalisation parameters
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-
-
-@dataclass
-class ScheduleConfig:
-    """Learning-rate schedule, stepped every optimiser step; milestones are fractions of training."""
-
-    name: str = "none"
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0  # floor of the cosine schedule
-
-
-@dataclass
-class SparsityConfig:
-    """Which sparsifier drives the run. ``None`` fields take the method's default (see resolve)."""
-
-    method: str = "set"
-    density: float = 0.02
-    distribution: str | None = None
-    growth: str | None = None
-    update_interval: int | None = RUN_UPDATE_INTERVAL  # see its docstring in the presets
-    drop_fraction: float | None = None
-    drop_schedule: str | None = None
-    min_drop_fraction: float | None = None
-    stop_fraction: float | None = None
-    dense_layers: list[str] = field(default_factory=list)
-    dense_first: bool = False
-    dense_last: bool = False
-    sparse_init: bool = True
-    redistribution: bool | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the method
-    # masks that seed a DST run: a pruning method (snip, grasp, synflow, magnitude, random), a masks
-    # file ({name: bool tensor}, torch.save) or a run directory whose checkpoint holds masks
-    init_mask: str | None = None
-    # how sparse layers run: "masked" (dense weight x mask), "sparse" (sparse modules and kernels,
-    # O(nnz) memory; CPU) or "auto" (sparse where faster). See DynamicSparsity(execution=...).
-    execution: str = "masked"
-    # a budget instead of a density: the global density whose inference FLOPs are this fraction of dense
-    flops_fraction: float | None = None
-
-
-@dataclass
-class DataConfig:
-    """Data loading details beyond the dataset name."""
-
-    augment: bool = True
-    validation_size: int = 0
-    download: bool = True
-    eval_batch_size: int = 1000
-    train_subset: int = 0  # use only this many training examples (0 = all), drawn with the seed
-    num_workers: int = 0  # loader processes for datasets read from files one by one (image folders)
-    options: dict[str, Any] = field(default_factory=dict)  # dataset options, e.g. synthetic train_size
-
-
-@dataclass
-class Config:
-    """One training run. The default is SET-ITOP on an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse."""
-
-    name: str | None = None
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    model: str = "mlp"
-    model_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the model
-    epochs: int = 5
-    extend: float = 1.0  # multiplies epochs; schedule milestones are fractions, so they scale too
-    batch_size: int = 128
-    label_smoothing: float = 0.0
-    seed: int = 0
-    world_size: int = 1  # processes of a torchrun launch (set by the runner); the global batch is batch_size * world_size
-    output_dir: str = "runs"
-    device: str = "auto"
-    progress: str = "auto"
-    log_interval: int = 100  # steps between progress lines and finiteness checks of the loss
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs actually trained: ``round(epochs * extend)``."""
-        return max(1, round(self.epochs * self.extend))
-
-
-# ----------------------------------------------------------------------------- type handling
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_optional(tp: Any) -> tuple[bool, Any]:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-_NONE = {"none", "null", "~", ""}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert ``value`` (a YAML value or a raw override string) to type ``tp``."""
-    optional, inner = _is_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.strip().lower() in _NONE):
-        if optional:
-            return None
-        raise ValueError(f"config key {key!r} cannot be None; expected {_type_name(tp)}")
-    tp = inner
-    origin = typing.get_origin(tp)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError
-            number = value if isinstance(value, (int, float)) else float(str(value).strip())
-            if float(number) != int(number):
-                raise ValueError
-            return int(number)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if tp is str:
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-        if origin is list:
-            (item_tp,) = typing.get_args(tp) or (Any,)
-            if isinstance(value, str):
-                text = value.strip()
-                value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
-            if isinstance(value, tuple):
-                value = list(value)
-            if not isinstance(value, list):
-                raise ValueError
-            return [v if item_tp is Any else _coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-        if origin is dict or tp is dict:
-            if isinstance(value, str):
-                value = yaml.safe_load(value) or {}
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-    except (ValueError, TypeError, yaml.YAMLError):
-        raise ValueError(f"config key {key!r}: cannot read {value!r} as {_type_name(tp)}") from None
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    optional, inner = _is_optional(tp)
-    name = getattr(inner, "__name__", str(inner)) if typing.get_origin(inner) is None else str(inner)
-    return f"{name} or None" if optional else name
-
-
-def _parse_scalar(text: str) -> Any:
-    """Best-effort typing of a free-form override value (inside dict fields)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
+__all__ = ["EXECUTION_MODES", "HASHED_UNLESS_DEFAULT", "NON_RESULT_KEYS", "OPTIMIZERS", "PROGRESS_MODES", "SCHEDULES",
+           "Config", "DataConfig", "OptimConfig", "ScheduleConfig", "SparsityConfig", "apply_overrides",
+           "config_from_dict", "config_hash", "config_to_dict", "config_to_yaml", "default_run_name", "load_config",
+           "run_directory", "valid_keys", "validate_config"]
 
 # ----------------------------------------------------------------------------- keys
 
