@@ -1,10 +1,14 @@
 """Shared test settings: deterministic, few threads (CI machines have 2 cores), and fixtures."""
+import os
+import sys
+
 import pytest
 import torch
 
 from sparsetime.kernels import numba_available
 
 torch.set_num_threads(2)
+sys.path.insert(0, os.path.dirname(__file__))  # tests/data_files.py: dataset files in the real formats
 
 
 @pytest.fixture

@@ -78,10 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     follower = (launched() or (0,))[0] != 0  # under torchrun only rank 0 reports progress
     with console_logging(logging.WARNING if args.quiet or follower else logging.INFO):
+        code = EXIT_FAILED
         try:
-            return _dispatch(args)
+            code = _dispatch(args)
+            return code
         finally:
-            teardown()
+            teardown(succeeded=code == EXIT_OK)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -100,17 +102,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sparsetime: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
         again = ("run the same `sparsetime sweep` command again to continue" if args.command == "sweep"
-                 else "continue with `sparsetime resume RUN_DIR`")
+                 else f"continue with `sparsetime resume {run_dir}`" if run_dir is not None
+                 else "run the same command again to continue")
         print(f"sparsetime: interrupted; {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - report every failure as one clear line plus exit code
         from sparsetime.data import ChecksumError, DatasetNotFoundError
         from sparsetime.train import NonFiniteLossError
 
-        if isinstance(exc, (NonFiniteLossError, DatasetNotFoundError, ChecksumError)):
+        if isinstance(exc, (NonFiniteLossError, DatasetNotFoundError, ChecksumError, ImportError)):
             print(f"sparsetime: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if isinstance(exc, OSError):  # unwritable output, a full disk, a file where a folder should be
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            print(f"sparsetime: error: {exc.strerror or exc}{where}", file=sys.stderr)
             return EXIT_FAILED
         raise
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import os
 import pickle
@@ -26,6 +25,8 @@ from sparsetime.data import (
 from sparsetime.data.cifar import read_cifar_batch
 from sparsetime.data.idx import read_idx
 
+from data_files import make_image_folder, write_cifar10, write_idx, write_mnist_like, write_png  # noqa: E402
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -38,29 +39,6 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name, info in list(catalog.CATALOG.items()):
         monkeypatch.setitem(catalog.CATALOG, name, dataclasses.replace(info, system_dirs=()))
-
-
-def write_idx(path: Path, array: np.ndarray, code: int = 0x08, gz: bool = False) -> None:
-    dtype = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[code]
-    payload = b"\x00\x00" + bytes([code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload += array.astype(dtype).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        payload = gzip.compress(payload)
-    path.write_bytes(payload)
-
-
-def write_mnist_like(folder: Path, rng: np.random.Generator, gz: bool, n_train=7, n_test=3, hw=(5, 6)):
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, *hw), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, *hw), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    for name, array in arrays.items():
-        write_idx(folder / name, array, gz=gz)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -107,18 +85,6 @@ def test_idx_labels_out_of_range_rejected(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.full_like(arrays["train-labels-idx1-ubyte"], 12))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
         build_datasets("mnist", data_dir=tmp_path, download=False)
-
-
-def write_cifar10(folder: Path, rng: np.random.Generator, per_batch: int = 2, protocol: int = 2):
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        with open(folder / name, "wb") as handle:
-            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, handle, protocol=protocol)
-        written[name] = (data, labels)
-    return written
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
@@ -211,26 +177,6 @@ def test_cifar_validation_split_is_unaugmented_and_disjoint(tmp_path):
         assert torch.equal(a, b) and torch.equal(a, plain)
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def make_image_folder(root: Path, rng: np.random.Generator) -> dict[Path, np.ndarray]:
-    images = {}
-    for split, counts in (("train", {"cat": 3, "dog": 2}), ("val", {"cat": 1, "dog": 1})):
-        for cls, count in counts.items():
-            for i in range(count):
-                array = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-                path = root / split / cls / f"{i}.png"
-                write_png(path, array)
-                images[path] = array
-    (root / "train" / "cat" / "notes.txt").write_text("not an image")
-    return images
-
-
 def test_image_folder_classes_labels_and_exact_eval_pixels(tmp_path):
     pytest.importorskip("PIL")
     images = make_image_folder(tmp_path, np.random.default_rng(6))
@@ -292,10 +238,9 @@ def test_image_folder_errors(tmp_path, monkeypatch):
     (tmp_path / "val" / "bird").rmdir()
     with pytest.raises(ValueError, match="resize_size must be an int >= image_size"):
         build_datasets("imagefolder", data_dir=tmp_path, image_size=8, resize_size=4)
-    monkeypatch.setitem(sys.modules, "PIL", None)  # Pillow not installed
-    splits = build_datasets("imagefolder", data_dir=tmp_path, image_size=8)
+    monkeypatch.setitem(sys.modules, "PIL", None)  # Pillow not installed: said before anything is trained
     with pytest.raises(ImportError, match=r"sparsetime\[images\]"):
-        splits.test[0]
+        build_datasets("imagefolder", data_dir=tmp_path, image_size=8)
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")

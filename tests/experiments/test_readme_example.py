@@ -25,7 +25,7 @@ def test_readme_commands_produce_what_it_describes(quick_sweep):
     assert len(rows) == 8 and all(r["status"] == "finished" for r in rows)
     for row in rows:
         assert row["run_dir"].startswith("set-mlp-synthetic-d") and row["run_dir"].endswith(row["config_hash"])
-        files = {p.name for p in (sweep / row["run_dir"]).iterdir()}
+        files = {p.name for p in (sweep / row["run_dir"]).iterdir() if not p.name.startswith(".")}  # .lock
         assert files == {"config.yaml", "metrics.jsonl", "updates.jsonl", "summary.json", "checkpoint.pt",
                          "train.log"}
     figures = sorted(p.name for p in (sweep / "report").glob("*.png"))

@@ -9,7 +9,6 @@ they are deterministic too, with or without worker processes. Other datasets use
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch

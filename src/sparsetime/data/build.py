@@ -14,6 +14,7 @@ from .catalog import CATALOG, DatasetInfo, dataset_info
 from .cifar import read_cifar_split
 from .idx import find_idx_file, read_idx
 from .image_folder import ImageFolderDataset, scan_split
+from .image_transforms import check_images
 from .in_memory import CropFlip, InMemoryImageDataset
 from .locate import ensure_dataset
 from .split import split_indices
@@ -142,6 +143,9 @@ def _image_folder(
     samples, classes = scan_split(root / "train")
     test_samples, _ = scan_split(root / "val", classes)
     train_idx, val_idx = split_indices(len(samples), validation_size, seed)
+    # the evaluation images are read only after the first epoch: check them now (training images
+    # fail, with the file named, as soon as they are loaded)
+    check_images([p for p, _ in test_samples] + [samples[i][0] for i in val_idx.tolist()])
 
     def make(chosen: list[tuple[Path, int]], train: bool) -> ImageFolderDataset:
         return ImageFolderDataset(chosen, classes, train, image_size, resize_size, info.mean, info.std)

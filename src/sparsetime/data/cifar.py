@@ -57,6 +57,9 @@ def read_cifar_batch(path: str | Path, label_key: bytes = b"labels") -> tuple[np
             batch = _RestrictedUnpickler(handle, encoding="bytes").load()
         except pickle.UnpicklingError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as exc:
+            raise ValueError(f"{path} is not a readable CIFAR batch file (empty, truncated or damaged: "
+                             f"{type(exc).__name__}); delete it and download it again") from None
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: expected a dict, found {type(batch).__name__}")
     data = np.asarray(_get(batch, b"data"))

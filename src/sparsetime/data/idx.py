@@ -6,6 +6,7 @@ big-endian uint32, then the values in row-major order (big-endian for multi-byte
 from __future__ import annotations
 
 import gzip
+import zlib
 import math
 import struct
 from pathlib import Path
@@ -21,7 +22,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     with open(path, "rb") as handle:
         data = handle.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupted download
+            raise ValueError(f"{path} is a damaged gzip file ({exc}); delete it and download it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file: magic {data[:4].hex()!r}, expected 0000 + type + rank")
     code, ndim = data[2], data[3]

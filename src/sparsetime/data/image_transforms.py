@@ -6,6 +6,7 @@ Eval: resize the shorter side, then a centre crop. Resizing is bilinear with ant
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,9 +21,29 @@ def decode_image(path: Path) -> torch.Tensor:
         raise ImportError("reading image folders needs Pillow: pip install 'sparsetime[images]'") from exc
     import numpy as np
 
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as exc:  # not an image, truncated, or a decoder error
+        raise ValueError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
+                         "remove or replace it") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def check_images(paths: Sequence[Path]) -> None:
+    """ValueError naming the first of ``paths`` that Pillow cannot identify or verify (truncated,
+    not an image), so that a bad file fails before training rather than after an epoch."""
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError("reading image folders needs Pillow: pip install 'sparsetime[images]'") from exc
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); remove or replace it "
+                             "before training") from None
 
 
 def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from sparsetime.train.config import Config, apply_overrides, load_config
+from sparsetime.train.yaml_text import load_yaml_file
 
 from .keys import check_config_key, flatten, hint, point_config
 from .report.figures import FigureSpec, parse_figures
@@ -76,14 +76,8 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"sweep file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"sweep file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return parse_sweep(data, path, text)
+    data = load_yaml_file(path, "sweep file")  # safe YAML, no aliases, size-capped, one-line errors
+    return parse_sweep(data, path, path.read_text(encoding="utf-8"))
 
 
 def parse_sweep(data: Any, source: Path | None = None, text: str = "") -> SweepSpec:

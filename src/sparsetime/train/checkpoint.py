@@ -11,7 +11,9 @@ import contextlib
 import os
 import pickle
 import random
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,15 +43,41 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_open(path, "w") as fh:
+    """Write ``text`` to ``path`` atomically (a Ctrl-C lands after the write)."""
+    with deferred_interrupts(), atomic_open(path, "w") as fh:
         fh.write(text)
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while the block runs and raise it afterwards, so an interrupt during
+    a checkpoint write stops the run after the file is complete, as a clean KeyboardInterrupt
+    instead of an error from inside torch's writer. Python runs signal handlers in the main thread
+    whichever thread the signal reaches, so swapping the handler there is enough; elsewhere (or
+    when the program installed its own handler) the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` ``state`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as fh:
-        torch.save(state, fh)
+    """``torch.save`` ``state`` to ``path`` atomically; OSError naming the file when it cannot be
+    written (a full disk makes torch raise a RuntimeError)."""
+    with deferred_interrupts():
+        try:
+            with atomic_open(path, "wb") as fh:
+                torch.save(state, fh)
+        except RuntimeError as exc:
+            raise OSError(f"cannot write the checkpoint {str(path)!r} (is the disk full?): {exc}") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

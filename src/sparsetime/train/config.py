@@ -1,9 +1,10 @@
 """Typed run configuration: YAML loading, dotted ``key=value`` overrides, validation, the run hash.
 
 A run is fully described by one :class:`Config` (its schema: :mod:`sparsetime.train.config_schema`).
-Files are read with ``yaml.safe_load``; every key is checked against the dataclass fields (an
-unknown key is an error that names the closest valid key), and every value is converted to the
-field's declared type (:mod:`sparsetime.train.config_values`). :func:`resolve` fills the
+Files are read as safe YAML without aliases (:mod:`sparsetime.train.yaml_text`); every key is
+checked against the dataclass fields (an unknown key is an error that names the closest valid
+key), and every value is converted to the field's declared type
+(:mod:`sparsetime.train.config_values`). :func:`resolve` fills the
 method-dependent defaults (growth criterion, drop fraction, ...) so that the saved ``config.yaml``
 states every choice.
 """
@@ -14,6 +15,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,6 +26,10 @@ import yaml
 from .config_schema import (EXECUTION_MODES, HASHED_UNLESS_DEFAULT, NON_RESULT_KEYS, OPTIMIZERS, PROGRESS_MODES,
                             SCHEDULES, Config, DataConfig, OptimConfig, ScheduleConfig, SparsityConfig)
 from .config_values import _coerce, _hints, _parse_scalar
+from .yaml_text import load_yaml_file
+
+#: a run name: one safe path component, never ``.`` or ``..`` (a name like ``../x`` would escape output_dir)
+SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_][A-Za-z0-9._-]{0,119}")
 
 __all__ = ["EXECUTION_MODES", "HASHED_UNLESS_DEFAULT", "NON_RESULT_KEYS", "OPTIMIZERS", "PROGRESS_MODES", "SCHEDULES",
            "Config", "DataConfig", "OptimConfig", "ScheduleConfig", "SparsityConfig", "apply_overrides",
@@ -98,13 +104,7 @@ def config_from_dict(data: Mapping[str, Any] | None, base: Config | None = None)
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read a YAML config (or start from the defaults) and apply ``key=value`` overrides."""
-    data = None
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist")
-        with path.open("r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+    data = None if path is None else load_yaml_file(path, "config file")
     return apply_overrides(config_from_dict(data), overrides)
 
 
@@ -128,6 +128,10 @@ def validate_config(config: Config) -> None:
         if not ok:
             raise ValueError(f"config key {key!r} = {value!r} is invalid; allowed: {allowed}")
 
+    need(config.name is None or SAFE_NAME.fullmatch(config.name) is not None, "name", config.name,
+         "one path component of letters, digits, '.', '_' and '-' (at most 120 characters, not '.' or '..'), "
+         "since the run directory is <output_dir>/<name>-<hash>")
+    need(0 <= config.seed < 2**63, "seed", config.seed, "an integer with 0 <= seed < 2**63")
     need(config.epochs >= 1, "epochs", config.epochs, "an integer >= 1")
     need(config.extend > 0, "extend", config.extend, "a number > 0")
     need(config.batch_size >= 1, "batch_size", config.batch_size, "an integer >= 1")

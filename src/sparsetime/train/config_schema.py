@@ -15,7 +15,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "multistep", "cosine")
 
 # Fields that do not change what a run computes: left out of the run hash.
-NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers")
+NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers",
+                   "data_fingerprint")
 # Fields left out of the run hash while they hold their default, so adding them kept the names of
 # earlier run directories. A run with another value gets its own directory (its checkpoint stores
 # sparse modules instead of dense weights).
@@ -104,6 +105,8 @@ class Config:
     batch_size: int = 128
     label_smoothing: float = 0.0
     seed: int = 0
+    # the dataset files the run was trained on (set by the runner; compared when a run is found again)
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1  # processes of a torchrun launch, set by the runner (global batch: batch_size * world_size)
     output_dir: str = "runs"
     device: str = "auto"

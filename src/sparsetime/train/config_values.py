@@ -2,11 +2,13 @@
 type (``optim.lr=1`` and ``optim.lr: 1`` both give the float 1.0), with an error naming the key."""
 from __future__ import annotations
 
+import math
 import types
 import typing
 from typing import Any
 
-import yaml
+from .yaml_text import load_yaml_text
+
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -50,11 +52,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             number = value if isinstance(value, (int, float)) else float(str(value).strip())
             if float(number) != int(number):
                 raise ValueError
+            if abs(int(number)) >= 2**63:
+                raise ValueError(f"config key {key!r} = {value!r} is out of range; allowed: |x| < 2**63")
             return int(number)
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # inf or nan: accepted silently, a run would turn to NaN later
+                raise ValueError(f"config key {key!r} = {value!r} is not a finite number")
+            return number
         if tp is str:
             if isinstance(value, (dict, list)):
                 raise ValueError
@@ -63,7 +70,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             (item_tp,) = typing.get_args(tp) or (Any,)
             if isinstance(value, str):
                 text = value.strip()
-                value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+                value = load_yaml_text(text, f"config key {key!r}") if text.startswith("[") else [
+                    v for v in text.split(",") if v.strip()]
             if isinstance(value, tuple):
                 value = list(value)
             if not isinstance(value, list):
@@ -71,11 +79,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return [v if item_tp is Any else _coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
         if origin is dict or tp is dict:
             if isinstance(value, str):
-                value = yaml.safe_load(value) or {}
+                value = load_yaml_text(value, f"config key {key!r}") or {}
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
-    except (ValueError, TypeError, yaml.YAMLError):
+    except ValueError as exc:
+        if str(exc).startswith("config key"):
+            raise
+        raise ValueError(f"config key {key!r}: cannot read {value!r} as {_type_name(tp)}") from None
+    except (TypeError, OverflowError):
         raise ValueError(f"config key {key!r}: cannot read {value!r} as {_type_name(tp)}") from None
     return value
 
@@ -87,8 +99,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _parse_scalar(text: str) -> Any:
-    """Best-effort typing of a free-form override value (inside dict fields)."""
+    """Best-effort typing of a free-form override value (inside dict fields); aliases are refused."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml_text(text, "an override value")
+    except ValueError as exc:
+        if "aliases are not allowed" in str(exc) or "larger than" in str(exc):
+            raise
         return text

@@ -9,7 +9,9 @@ communication.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,10 +120,20 @@ def setup(device_name: str = "auto", timeout_minutes: float = 30.0) -> Distribut
     return Distributed(rank, world, local)
 
 
-def teardown() -> None:
-    """Leave the process group, if this process joined one (end of a torchrun command)."""
+def teardown(succeeded: bool = True) -> None:
+    """Leave the process group, if this process joined one (end of a torchrun command).
+
+    Unreferenced DDP reducers are collected first and, after a success, the ranks meet at a
+    barrier, so no gloo work is still pending when the group goes: work left to the interpreter's
+    shutdown can abort the process (SIGABRT) after a run that succeeded. (A rank that failed does
+    not wait: the others may be blocked in another collective.)
+    """
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        if succeeded:
+            with contextlib.suppress(RuntimeError):
+                dist.barrier()
         dist.destroy_process_group()
 
 

@@ -14,6 +14,7 @@ every step).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from sparsetime.core.timing import UpdateSchedule
 from .config import SparsityConfig
 from .context import SparsifierContext
 from .init_masks import initial_masks
+from .method_checks import check_options
 from .methods import register_method
 
 _FIELDS = {f.name for f in dataclasses.fields(SparsityConfig)}
@@ -94,7 +96,7 @@ def _build_dynamic(ctx: SparsifierContext) -> DynamicSparsity:
         drop_fraction=s.drop_fraction, drop_schedule=s.drop_schedule, min_drop_fraction=s.min_drop_fraction,
         update_interval=s.update_interval,
         total_steps=ctx.total_steps, stop_fraction=s.stop_fraction, dense_layers=s.dense_layers or None,
-        dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init and initial is None,
+        dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init,
         redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, execution=s.execution, **options,
     )
 
@@ -118,9 +120,32 @@ def _snfs_step_flops(f_sparse: float, f_dense: float, update_interval: int | Non
     return 2.0 * f_sparse + f_dense
 
 
+#: ``DynamicSparsity`` keywords the factory fills from config fields and the run (not options)
+_FROM_CONFIG = {"model", "optimizer", "density", "distribution", "growth", "drop_fraction", "drop_schedule",
+                "min_drop_fraction", "update_interval", "total_steps", "stop_fraction", "dense_layers",
+                "dense_first", "dense_last", "sparse_init", "redistribution", "seed", "initial_masks", "execution"}
+
+
+#: what ``sparsity.options`` may hold for a dynamic-sparsity method: the engine's other keywords
+ENGINE_OPTIONS = tuple(sorted((set(inspect.signature(DynamicSparsity.__init__).parameters) - {"self"} - _FROM_CONFIG)
+                              | {"init_options"}))
+
+
+def engine_option_names() -> list[str]:
+    """What ``sparsity.options`` may hold for a dynamic-sparsity method (:data:`ENGINE_OPTIONS`)."""
+    return list(ENGINE_OPTIONS)
+
+
+def _check_engine_options(s: SparsityConfig) -> None:
+    check_options(s.method, s.options, set(engine_option_names()))
+    if "init_options" in s.options and s.init_mask is None:
+        raise ValueError("sparsity.options.init_options only applies with sparsity.init_mask (a pruning method); "
+                         "allowed: set sparsity.init_mask, or drop init_options")
+
+
 def _dst(method: str, fixed: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
     register_method(method, _build_dynamic, init_mask=True, sparse_execution=True, defaults=preset_defaults(method),
-                    fixed=fixed, **kwargs)
+                    fixed=fixed, check=_check_engine_options, **kwargs)
 
 
 register_method("dense", lambda ctx: DenseTraining(), fixed={"density": 1.0, "update_interval": None},

@@ -7,6 +7,7 @@ all then train with a static-mask ``DynamicSparsity`` (:func:`static_sparsifier`
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,12 @@ def load_masks(path: str | Path) -> Masks:
     file = path / "checkpoint.pt" if path.is_dir() else path
     if not file.is_file():
         raise ValueError(f"no masks at {str(path)!r}: expected a masks file or a run directory with checkpoint.pt")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:  # weights_only: a masks file is untrusted input, never unpickled as code
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).split("Check the documentation")[0].split())[:300]
+        raise ValueError(f"sparsity.init_mask file {str(file)!r} is not a masks file that can be loaded safely "
+                         f"(tensors and plain containers only): {detail}") from None
     for key in ("sparsifier", "dynamic"):  # run checkpoint -> lottery level state -> DynamicSparsity state
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -122,8 +128,9 @@ def initial_masks(ctx: SparsifierContext, options: Mapping[str, Any] | None = No
     return {n: m.to(device) for n, m in masks.items()}
 
 
-def static_sparsifier(ctx: SparsifierContext, masks: Masks) -> DynamicSparsity:
-    """Static sparse training under ``masks`` (no topology update, weights not rescaled)."""
+def static_sparsifier(ctx: SparsifierContext, masks: Masks, rescale: bool = False) -> DynamicSparsity:
+    """Static sparse training under ``masks`` (no topology update). ``rescale``: sparse-aware init of
+    the surviving weights (on for masks found at initialisation, off for rewound or trained weights)."""
     return DynamicSparsity(ctx.model, ctx.optimizer, None, initial_masks=masks, update_interval=None,
-                           sparse_init=False, seed=ctx.seed, execution=ctx.sparsity.execution,
+                           sparse_init=rescale, seed=ctx.seed, execution=ctx.sparsity.execution,
                            **selection(ctx.sparsity))

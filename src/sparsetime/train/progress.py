@@ -21,6 +21,16 @@ def wants_bar(mode: str) -> bool:
     return mode == "bar" or (mode == "auto" and sys.stderr.isatty())
 
 
+def _console_loggers() -> list[logging.Logger]:
+    """The loggers whose console output must go through the bar: the package's, and the root logger
+    only when it has a console handler of its own. (tqdm gives every logger it is handed a handler;
+    a root logger without one would then print every package record a second time.)"""
+    package, root = logging.getLogger(PACKAGE_LOGGER), logging.getLogger()
+    to_console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+                  and getattr(h, "stream", None) in (sys.stdout, sys.stderr)]
+    return [package, root] if to_console else [package]
+
+
 class EpochProgress(contextlib.AbstractContextManager):
     """Progress of one epoch of ``steps`` steps; ``report`` is called every few steps with the
     running loss, ``advance`` after every step (cheap: no device sync)."""
@@ -32,7 +42,7 @@ class EpochProgress(contextlib.AbstractContextManager):
 
     def __enter__(self) -> EpochProgress:
         if wants_bar(self.mode):
-            self._stack.enter_context(logging_redirect_tqdm([logging.getLogger(PACKAGE_LOGGER), logging.getLogger()]))
+            self._stack.enter_context(logging_redirect_tqdm(_console_loggers()))
             self._bar = self._stack.enter_context(
                 tqdm(total=self.steps, desc=f"epoch {self.epoch}/{self.total_epochs}", leave=False,
                      dynamic_ncols=True, file=sys.stderr))

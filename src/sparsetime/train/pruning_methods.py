@@ -45,7 +45,8 @@ def _build_prune_at_init(method: str):
     def build(ctx: SparsifierContext) -> DynamicSparsity:
         s = ctx.sparsity
         masks = full_masks(ctx.model, s) if ctx.resuming else pruning_masks(ctx, method, s.options)
-        return static_sparsifier(ctx, masks)
+        # the weights are the fresh initialisation: rescale them per unit like a random sparse mask's
+        return static_sparsifier(ctx, masks, rescale=s.sparse_init)
     return build
 
 

@@ -17,6 +17,11 @@ from .checkpoint import atomic_write_text
 from .config import Config, config_to_yaml, load_config
 
 
+#: what every summary.json holds (the CLI and the sweeps read them)
+SUMMARY_KEYS = ("test_accuracy", "best_test_accuracy", "density", "itop_rate", "epochs", "train_seconds",
+                "train_flops")
+
+
 class RunDir:
     """Paths and readers/writers of one run directory."""
 
@@ -88,6 +93,17 @@ class RunDir:
         atomic_write_text(self.summary_path, json.dumps(dict(summary), indent=2) + "\n")
 
     def read_summary(self) -> dict[str, Any]:
-        """The final summary of a finished run."""
-        with self.summary_path.open(encoding="utf-8") as fh:
-            return json.load(fh)
+        """The final summary of a finished run; ValueError when the file is damaged or incomplete."""
+        try:
+            with self.summary_path.open(encoding="utf-8") as fh:
+                summary = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            summary, problem = None, f"it is not JSON ({exc})"
+        else:
+            missing = sorted(set(SUMMARY_KEYS) - set(summary)) if isinstance(summary, dict) else None
+            problem = (f"it is {type(summary).__name__}, not an object" if missing is None else
+                       f"it lacks {', '.join(missing)}" if missing else None)
+        if problem is not None:
+            raise ValueError(f"{str(self.summary_path)!r} is damaged: {problem}. Delete it and run the same command "
+                             "again: the run continues from its checkpoint and writes a new summary")
+        return summary

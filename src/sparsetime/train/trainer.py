@@ -176,7 +176,8 @@ class Trainer:
         seen = seen_after = 0  # examples trained, and those of them at or after the method's flops phase end
         skip = self.step - epoch * self.steps_per_epoch  # > 0 only in the first epoch of a run started mid-epoch
         self.model.train()
-        with EpochProgress(c.progress if self.place.is_main else "none", epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
+        mode = c.progress if self.place.is_main else "none"
+        with EpochProgress(mode, epoch + 1, self.total_epochs, self.steps_per_epoch) as progress:
             for i, (x, y) in enumerate(self._train_batches(epoch, skip), start=skip):
                 out = self.net(x)
                 loss = self.criterion(out, y)
