@@ -106,3 +106,11 @@ def test_missing_tensorboard_is_a_one_line_error_and_leaves_nothing(tmp_path, mo
     assert last.startswith("sparsetime: error: config key 'logging.tensorboard' = True needs the tensorboard package")
     assert "pip install 'sparsetime[tensorboard]'" in last
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_an_unreadable_scalars_file_is_started_afresh(tmp_path, caplog):
+    (tmp_path / "scalars.csv").write_text("step,tag,value\n4,test/accuracy,not-a-number\n")
+    tracker = RunTracker(tmp_path, LoggingConfig(), 4)
+    assert tracker.rows == [] and "is not a scalars file" in caplog.text
+    tracker.epoch_end({"step": 8, "test_accuracy": 0.5}, None, [])
+    assert read_scalars(tmp_path / "scalars.csv") == [(8, "test/accuracy", 0.5)]

@@ -12,6 +12,7 @@ checkpoints into the module's own layers, which sparse execution would replace.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sparsetime.core.sparsifier import DynamicSparsity
@@ -47,7 +48,8 @@ class DynamicSparsityCallback(pl.Callback):
         if len(optimizers) != 1:
             raise ValueError(f"DynamicSparsityCallback needs exactly one optimizer, the module configured "
                              f"{len(optimizers)}")
-        options = {"total_steps": int(trainer.estimated_stepping_batches), **self.options}
+        steps = trainer.estimated_stepping_batches  # inf when neither max_steps nor max_epochs bounds the fit
+        options = {"total_steps": int(steps) if math.isfinite(steps) else None, **self.options}
         saved, self._saved = self._saved, None
         if saved is not None:  # weights already restored from the checkpoint: keep them and its masks
             options.update(initial_masks=masks_from_state(saved), sparse_init=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from .checkpoint import atomic_write_text
 from .config_schema import LoggingConfig
 
+log = logging.getLogger(__name__)
 SCALARS_FILE = "scalars.csv"
 TENSORBOARD_DIR = "tensorboard"
 COLUMNS = ("step", "tag", "value")
@@ -46,11 +48,24 @@ def tensorboard_writer(log_dir: Path, purge_step: int | None) -> Any:
 
 
 def read_scalars(path: Path) -> list[Row]:
-    """The rows of a ``scalars.csv`` (empty when there is none)."""
+    """The rows of a ``scalars.csv`` (empty when there is none); ValueError when it is unreadable."""
     if not path.is_file():
         return []
-    with path.open(encoding="utf-8", newline="") as fh:
-        return [(int(r["step"]), r["tag"], float(r["value"])) for r in csv.DictReader(fh)]
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            return [(int(r["step"]), str(r["tag"]), float(r["value"])) for r in csv.DictReader(fh)]
+    except (KeyError, TypeError, ValueError, csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a scalars file ({COLUMNS}): {exc}") from None
+
+
+def _kept_rows(path: Path, step: int) -> list[Row]:
+    """The rows up to ``step`` of an earlier attempt; an unreadable file is started afresh (it only
+    repeats what metrics.jsonl and updates.jsonl hold), with a warning."""
+    try:
+        return [r for r in read_scalars(path) if r[0] <= step]
+    except ValueError as exc:
+        log.warning("%s; writing it anew from this epoch on", exc)
+        return []
 
 
 def epoch_rows(record: Mapping[str, Any], updates: Iterable[Mapping[str, Any]], layers: Sequence[Mapping[str, Any]],
@@ -71,7 +86,7 @@ class RunTracker:
     def __init__(self, run_path: Path, settings: LoggingConfig, step: int) -> None:
         self.path = Path(run_path) / SCALARS_FILE
         self.step = int(step)
-        self.rows = [r for r in read_scalars(self.path) if r[0] <= self.step]  # drop what came after the checkpoint
+        self.rows = _kept_rows(self.path, self.step)  # drop what came after the checkpoint
         self.writer = (tensorboard_writer(Path(run_path) / TENSORBOARD_DIR, self.step + 1 if self.step else None)
                        if settings.tensorboard else None)
 
