@@ -1,4 +1,4 @@
-"""The ``sparsetime`` command line: ``train``, ``resume``, ``lth``, ``sweep``, ``report`` and ``info``.
+"""The ``sparsetime`` command line: train, resume, lth, sweep, report, runs, export and info.
 
 ``sparsetime train [--config FILE.yaml] [key=value ...]`` trains one run (by default SET-ITOP on
 an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse) and prints its final test accuracy,
@@ -6,6 +6,8 @@ realised density and ITOP rate Rs; ``sparsetime resume RUN_DIR`` continues an in
 ``sparsetime lth CONFIG`` runs every level of a lottery-ticket experiment;
 ``sparsetime sweep SWEEP.yaml`` runs a grid of runs (``--status``, ``--dry-run``) and
 ``sparsetime report PATH...`` turns runs and sweeps into tables and figures;
+``sparsetime runs [DIR]`` lists run directories, ``sparsetime export RUN_DIR`` writes a run's
+model as a dense state_dict or a sparse safetensors file;
 ``sparsetime info`` prints versions, device, threads and the datasets found locally.
 """
 from __future__ import annotations
@@ -26,10 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sparsetime`` command."""
     parser = argparse.ArgumentParser(prog="sparsetime", description="Train sparse neural networks from scratch.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final result")
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one run (default: SET-ITOP, MLP, Fashion-MNIST, 98%% sparse)",
-                           description="Train one run. Dotted key=value overrides change the config, e.g. "
-                                       "sparsity.density=0.05 optim.lr=0.05 epochs=20.")
+                           description="Train one run. Dotted key=value overrides change the config,\ne.g. "
+                                       "sparsity.density=0.05 optim.lr=0.05 epochs=20.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    train.add_argument("-h", "--help", action=_TrainHelp, help="show this help, the config keys with their "
+                                                                "defaults, the methods and the models, then exit")
     train.add_argument("--config", metavar="FILE.yaml", help="YAML config; overrides apply on top")
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved config and run directory, then exit without training")
@@ -66,8 +72,66 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("paths", nargs="+", metavar="PATH")
     report.add_argument("--out", metavar="DIR",
                         help="where to write (default: PATH/report for one PATH, else ./report)")
+    runs = sub.add_parser("runs", help="one line per run directory: method, data, model, density, status, "
+                                       "accuracy, Rs, epochs",
+                          description="List every run directory at or below DIR (sweeps and lottery experiments "
+                                      "included): method, dataset, model, density (realised once an epoch "
+                                      "finished), status (finished, stopped, new), test accuracy, Rs and epochs done.")
+    runs.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="where to look (default: runs)")
+    export = sub.add_parser("export", help="write a run's model as a dense state_dict or a sparse safetensors file",
+                            description="Export the model of RUN_DIR's last checkpoint. dense: a plain state_dict "
+                                        "(torch.save; torch.load(weights_only=True) + load_state_dict). sparse: a "
+                                        "safetensors file with each sparse layer as CSR (values, column indices, row "
+                                        "pointers) plus the dense tensors, read back with sparsetime.nn.load_sparse.")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--format", choices=("dense", "sparse"), default="sparse", help="default: sparse")
+    export.add_argument("--out", metavar="FILE",
+                        help="where to write (default: RUN_DIR/model.safetensors or RUN_DIR/model.pt)")
     sub.add_parser("info", help="versions, device, threads and locally available datasets")
     return parser
+
+
+class _TrainHelp(argparse.Action):
+    """``train --help``: the usage plus the config keys, methods and models (built only when asked for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.epilog = _train_epilog()
+        parser.print_help()
+        parser.exit()
+
+
+def _train_epilog() -> str:
+    from sparsetime.data import available_datasets
+    from sparsetime.models import available_models
+    from sparsetime.train import Config, available_methods, get_method, valid_keys
+
+    def default(key: str) -> Any:
+        value: Any = Config()
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
+
+    keys = valid_keys()
+    width = max(map(len, keys))
+    lines = ["config keys (key = default; dict keys take sub-keys, e.g. model_options.hidden=[300,100]):"]
+    lines += [f"  {k:<{width}} = {default(k)!r}" for k in keys]
+    lines.append("methods (sparsity.method):")
+    lines += [f"  {n:<10} {get_method(n).description}" for n in available_methods()]
+    lines.append(f"models (model): {', '.join(available_models())}")
+    lines.append(f"datasets (dataset): {', '.join(available_datasets())}")
+    return "\n".join(lines)
+
+
+def _version_line() -> str:
+    import torch
+
+    import sparsetime
+
+    return f"sparsetime {sparsetime.__version__} (torch {torch.__version__}, python {platform.python_version()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +162,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _sweep(args)
         if args.command == "report":
             return _report_command(args)
+        if args.command == "runs":
+            return _runs(args)
+        if args.command == "export":
+            return _export(args)
         return _resume(args)
     except ValueError as exc:
         print(f"sparsetime: error: {exc}", file=sys.stderr)
@@ -170,6 +238,34 @@ def _report_command(args: argparse.Namespace) -> int:
     print(f"report: {result.markdown} ({result.runs} runs, {len(result.figures)} figures)")
     for note in result.notes:
         print(f"note: {note}")
+    return EXIT_OK
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from sparsetime.integrations.run_table import find_runs, format_runs, read_row
+
+    paths = find_runs(args.dir)
+    if not paths:
+        print(f"no run directories under {args.dir}")
+        return EXIT_OK
+    print(format_runs([read_row(p) for p in paths], args.dir))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sparsetime.integrations.export_run import export_run
+
+    try:
+        result = export_run(args.run_dir, args.format, args.out)
+    except ImportError as exc:  # an optional dependency is missing: the message names the extra
+        print(f"sparsetime: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    share = 100 * result.bytes / result.dense_bytes if result.dense_bytes else 0.0
+    print(f"wrote {result.path} ({args.format}, {result.bytes} bytes = {share:.2f}% of the {result.dense_bytes} "
+          f"bytes of the dense tensors; {result.sparse_layers} sparse layers)")
+    if result.epoch < result.total_epochs:
+        print(f"note: the run has not finished; this is its checkpoint after epoch {result.epoch} of "
+              f"{result.total_epochs}")
     return EXIT_OK
 
 

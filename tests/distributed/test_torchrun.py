@@ -51,7 +51,7 @@ def test_two_processes_write_one_run_equal_to_one_process_at_the_global_batch(tm
     done = _torchrun(tmp_path / "ddp")
     assert done.stdout.count("run directory:") == 1  # only rank 0 reports
     run = _only_run(tmp_path / "ddp")
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt", "config.yaml", "metrics.jsonl",
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt", "config.yaml", "metrics.jsonl", "scalars.csv",
                                                      "summary.json", "train.log", "updates.jsonl"]
     assert len((run / "updates.jsonl").read_text().splitlines()) == json.loads(
         (run / "summary.json").read_text())["topology_updates"]

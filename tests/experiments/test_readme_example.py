@@ -27,7 +27,7 @@ def test_readme_commands_produce_what_it_describes(quick_sweep):
         assert row["run_dir"].startswith("set-mlp-synthetic-d") and row["run_dir"].endswith(row["config_hash"])
         files = {p.name for p in (sweep / row["run_dir"]).iterdir() if not p.name.startswith(".")}  # .lock
         assert files == {"config.yaml", "metrics.jsonl", "updates.jsonl", "summary.json", "checkpoint.pt",
-                         "train.log"}
+                         "train.log", "scalars.csv"}
     figures = sorted(p.name for p in (sweep / "report").glob("*.png"))
     assert [f[:5] for f in figures] == [f"fig0{i}" for i in range(1, 8)]
     assert figures[0] == "fig01-line-test_accuracy+itop_rate-vs-sparsity.update_interval.png"

@@ -40,7 +40,7 @@ def test_run_directory_holds_every_artifact(tmp_path):
     run = result.run_dir
     assert run == run_directory(resolve_config(config))
     assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt",
-                                              "train.log", "updates.jsonl", ".lock"}
+                                              "train.log", "updates.jsonl", "scalars.csv", ".lock"}
     assert load_config(run / "config.yaml") == resolve_config(config)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]

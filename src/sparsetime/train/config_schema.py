@@ -16,7 +16,7 @@ SCHEDULES = ("none", "multistep", "cosine")
 
 # Fields that do not change what a run computes: left out of the run hash.
 NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers",
-                   "data_fingerprint")
+                   "data_fingerprint", "logging")
 # Fields left out of the run hash while they hold their default, so adding them kept the names of
 # earlier run directories. A run with another value gets its own directory (its checkpoint stores
 # sparse modules instead of dense weights).
@@ -92,6 +92,13 @@ class DataConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Where the run's scalars go besides metrics.jsonl: scalars.csv always, TensorBoard on request."""
+
+    tensorboard: bool = False  # event files under <run>/tensorboard (pip install 'sparsetime[tensorboard]')
+
+
+@dataclass
 class Config:
     """One training run. The default is SET-ITOP on an MLP 784-1000-1000-10, Fashion-MNIST, 98% sparse."""
 
@@ -116,6 +123,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def total_epochs(self) -> int:

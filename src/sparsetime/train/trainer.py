@@ -48,6 +48,7 @@ from .methods import get_method, static_step_flops
 from .optim import build_optimizer, build_scheduler
 from .progress import EpochProgress
 from .rundir import RunDir
+from .tracking import RunTracker
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -122,6 +123,7 @@ class Trainer:
             self._load(checkpoint)
         else:
             self._start_at(self.method.first_step(config.sparsity))
+        self.tracker = RunTracker(run.path, config.logging, self.step) if self.place.is_main else None
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict[str, Any]:
@@ -136,6 +138,7 @@ class Trainer:
         if self.place.is_main:
             self._write_updates()  # also after a resume that had no epoch left (the file may lag its checkpoint)
             self.run.write_summary(summary)
+            self.tracker.close()
         log.info("finished: test accuracy %.2f%%, density %.4f, Rs %s", 100 * summary["test_accuracy"],
                  summary["density"], _fmt(summary["itop_rate"]))
         return summary
@@ -221,6 +224,7 @@ class Trainer:
             save_checkpoint(self.run.checkpoint_path, self._state())
             self.run.write_metrics(self.history)
             self._write_updates()
+            self.tracker.epoch_end(record, self.sparsifier.update_history, self.sparsifier.layer_report())
         self.place.barrier()
         log.info("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.4g | "
                  "density %.4f | Rs %s | %.1fs", self.epoch, self.total_epochs, train_loss, 100 * train_accuracy,
