@@ -15,15 +15,15 @@ for study in "${studies[@]}"; do
     defaults)
       "$ST" sweep experiments/cpu/00_defaults.yaml --workers "$WORKERS"
       "$ST" sweep experiments/cpu/00_defaults_dense.yaml --workers "$WORKERS"
-      "$ST" report runs/studies/defaults runs/studies/defaults_dense --out docs/results/defaults ;;
+      "$ST" report runs/studies/defaults runs/studies/defaults_dense --out docs/results/defaults --no-run-links ;;
     lottery)
       for seed in 0 1 2; do "$ST" lth experiments/cpu/06_lottery.yaml "seed=$seed"; done ;;
     methods)
       "$ST" sweep experiments/cpu/06_methods.yaml --workers "$WORKERS"
-      "$ST" report runs/studies/methods --out docs/results/methods ;;
+      "$ST" report runs/studies/methods --out docs/results/methods --no-run-links ;;
     *)
       file=$(ls experiments/cpu/*_"$study".yaml | head -1)
       "$ST" sweep "$file" --workers "$WORKERS"
-      "$ST" report "runs/studies/$study" --out "docs/results/$study" ;;
+      "$ST" report "runs/studies/$study" --out "docs/results/$study" --no-run-links ;;
   esac
 done

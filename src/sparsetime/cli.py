@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("paths", nargs="+", metavar="PATH")
     report.add_argument("--out", metavar="DIR",
                         help="where to write (default: PATH/report for one PATH, else ./report)")
+    report.add_argument("--no-run-links", action="store_true",
+                        help="name run directories without linking them (a report committed without its runs)")
     runs = sub.add_parser("runs", help="one line per run directory: method, data, model, density, status, "
                                        "accuracy, Rs, epochs",
                           description="List every run directory at or below DIR (sweeps and lottery experiments "
@@ -234,7 +237,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report_command(args: argparse.Namespace) -> int:
     from sparsetime.experiments import write_report
 
-    result = write_report(args.paths, args.out)
+    command = " ".join(["sparsetime report", *map(shlex.quote, args.paths),
+                        *(["--out", shlex.quote(args.out)] if args.out else []),
+                        *(["--no-run-links"] if args.no_run_links else [])])
+    result = write_report(args.paths, args.out, command=command, run_links=not args.no_run_links)
     print(f"report: {result.markdown} ({result.runs} runs, {len(result.figures)} figures)")
     for note in result.notes:
         print(f"note: {note}")

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
 )"""
 INDEX_NAME = "index.sqlite"
 SWEEP_COPY = "sweep.yaml"  # the sweep file, copied into the sweep directory when it runs
+SWEEP_SOURCE = "sweep_source.txt"  # the path the sweep file was given by, for reports to name it
 
 
 def now_iso() -> str:

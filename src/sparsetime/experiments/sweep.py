@@ -12,12 +12,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sparsetime.train.checkpoint import atomic_write_text
 
 from .engines import check_workers, get_engine
-from .index import STATUSES, SWEEP_COPY, SweepIndex
+from .index import STATUSES, SWEEP_COPY, SWEEP_SOURCE, SweepIndex
 from .points import Point, expand_points
 from .sweep_file import SweepSpec
 
@@ -63,6 +64,8 @@ def run_sweep(spec: SweepSpec, engine: str = "local", workers: int = 1, retry_fa
     index = SweepIndex(spec.directory)
     index.sync(points, retry_failed=retry_failed)
     atomic_write_text(spec.directory / SWEEP_COPY, spec.text or json.dumps({"name": spec.name}))
+    if spec.source is not None:
+        atomic_write_text(spec.directory / SWEEP_SOURCE, Path(spec.source).as_posix() + "\n")
     todo = index.count_claimable()
     log.info("sweep %s: %d points, %d to run, engine %s", spec.name, len(points), todo, engine)
     if todo:

@@ -104,6 +104,30 @@ def test_report_of_run_directories_and_of_a_folder_of_runs(quick_sweep, tmp_path
     assert [r["`sparsity.density`"] for r in rows] == ["0.1", "0.3"]
 
 
+def test_report_says_how_to_reproduce_it_and_can_leave_runs_unlinked(quick_sweep, tmp_path, monkeypatch):
+    folder, _, _ = quick_sweep
+    assert (folder / "runs" / "sweeps" / "quick" / "sweep_source.txt").read_text() == "examples/sweeps/quick.yaml\n"
+    sweep = tmp_path / "quick"
+    shutil.copytree(folder / "runs" / "sweeps" / "quick", sweep, ignore=shutil.ignore_patterns("report"))
+    monkeypatch.chdir(folder)  # where the sweep ran: its source file is found there
+    out = tmp_path / "docs results"
+
+    def reproduce() -> list[str]:
+        assert main(["report", str(sweep), "--out", str(out), "--no-run-links"]) == 0
+        text = (out / "report.md").read_text()
+        return text.split("## Reproduce\n\n```bash\n", 1)[1].split("```", 1)[0].splitlines()
+
+    report_line = f"sparsetime report {sweep} --out '{out}' --no-run-links"
+    assert reproduce() == ["sparsetime sweep examples/sweeps/quick.yaml --workers 2   # finished points are skipped",
+                           report_line]
+    (sweep / "sweep_source.txt").write_text("gone.yaml\n")  # a source that is gone: the copy is named
+    assert reproduce() == [f"sparsetime sweep {(sweep / 'sweep.yaml').as_posix()} --workers 2   "
+                           "# finished points are skipped", report_line]
+    names = [r["run directory"] for r in table((out / "report.md").read_text(), "Runs")]
+    assert len(names) == 8 and all(n.startswith("`") and "](" not in n and (sweep / n.strip("`")).is_dir()
+                                   for n in names)
+
+
 def test_report_without_matplotlib_still_has_the_tables(quick_sweep, tmp_path, monkeypatch):
     folder, _, _ = quick_sweep
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed

@@ -47,8 +47,9 @@ def group_table(groups: Sequence[Group], keys: Sequence[str]) -> list[str]:
     return _markdown(header, rows)
 
 
-def run_table(groups: Sequence[Group], keys: Sequence[str], out_dir: Path) -> list[str]:
-    """Lines of the table of every run: keys, seed, test and best accuracy, Rs, density, link to the run."""
+def run_table(groups: Sequence[Group], keys: Sequence[str], out_dir: Path, links: bool = True) -> list[str]:
+    """Lines of the table of every run: keys, seed, test and best accuracy, Rs, density, the run directory
+    (linked relative to ``out_dir`` unless ``links`` is false)."""
     header = [f"`{k}`" for k in keys] + ["seed", "test acc (%)", "best test acc (%)", "Rs", "realised density",
                                           "run directory"]
     rows = []
@@ -59,5 +60,6 @@ def run_table(groups: Sequence[Group], keys: Sequence[str], out_dir: Path) -> li
             link = Path(os.path.relpath(run.path.resolve(), out_dir.resolve())).as_posix()
             rows.append([format_value(group.values[k]) for k in keys] + [
                 format_value(run.seed), f"{100 * s['test_accuracy']:.2f}", f"{100 * s['best_test_accuracy']:.2f}",
-                "-" if rs is None else f"{rs:.4f}", f"{s['density']:.4f}", f"[{run.path.name}]({link})"])
+                "-" if rs is None else f"{rs:.4f}", f"{s['density']:.4f}",
+                f"[{run.path.name}]({link})" if links else f"`{run.path.name}`"])
     return _markdown(header, rows)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sparsetime.train.checkpoint import atomic_write_text
 
+from ..index import SWEEP_COPY, SWEEP_SOURCE
 from .collect import collect
 from .figures import FigureSpec, choose_figures
 from .stats import group_runs, varying_keys
@@ -42,8 +43,13 @@ def _numeric(runs: list, key: str) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def write_report(paths: Iterable[str | Path], out: str | Path | None = None) -> ReportResult:
-    """Collect the runs under ``paths`` and write the report into ``out``."""
+def write_report(paths: Iterable[str | Path], out: str | Path | None = None, *, command: str | None = None,
+                 run_links: bool = True) -> ReportResult:
+    """Collect the runs under ``paths`` and write the report into ``out``.
+
+    ``command``, the command line that made the report, is written into its "Reproduce" section with
+    the sweep commands of the sweep directories among ``paths``; ``run_links=False`` names run
+    directories without linking them (for a report committed without its runs)."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("report needs at least one PATH (a run directory, a sweep directory or a folder of runs)")
@@ -68,8 +74,8 @@ def write_report(paths: Iterable[str | Path], out: str | Path | None = None) -> 
              + (f", grouped by {', '.join(f'`{k}`' for k in keys)}" if keys else "") + ".",
              "Cells are mean ± sample standard deviation (ddof = 1) over the runs of a group, which differ only "
              "in their seed; n is the number of runs, and a single run shows its value alone.", "",
-             "## Results", "", *group_table(groups, keys), "", "## Figures", "", *figure_lines, "",
-             "## Runs", "", *run_table(groups, keys, out_dir)]
+             *_reproduce(paths, command), "## Results", "", *group_table(groups, keys), "", "## Figures", "",
+             *figure_lines, "", "## Runs", "", *run_table(groups, keys, out_dir, links=run_links)]
     if collection.unfinished:
         lines += ["", "## Not finished", ""]
         lines += [f"- `{path.name}`: {status}" + (f" ({error})" if error else "")
@@ -78,6 +84,27 @@ def write_report(paths: Iterable[str | Path], out: str | Path | None = None) -> 
         lines += ["", "## Notes", "", *(f"- {note}" for note in result.notes)]
     atomic_write_text(result.markdown, "\n".join(lines) + "\n")
     return result
+
+
+def _reproduce(paths: list[Path], command: str | None) -> list[str]:
+    """The "Reproduce" section: each sweep (the file it was run from, if that still exists, else the copy
+    in its directory), then the report command."""
+    sweeps = [_sweep_file(p) for p in paths if (p / SWEEP_COPY).is_file()]
+    if command is None and not sweeps:
+        return []
+    lines = ["## Reproduce", "", "```bash"]
+    lines += [f"sparsetime sweep {path.as_posix()} --workers 2   # finished points are skipped" for path in sweeps]
+    lines += [command] if command else []
+    return lines + ["```", ""]
+
+
+def _sweep_file(directory: Path) -> Path:
+    source = directory / SWEEP_SOURCE
+    if source.is_file():
+        named = Path(source.read_text(encoding="utf-8").strip())
+        if named.is_file():
+            return named
+    return directory / SWEEP_COPY
 
 
 def _figures(specs: list[FigureSpec], runs: list, keys: list[str], out_dir: Path, result: ReportResult) -> list[str]:
