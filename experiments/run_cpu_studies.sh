@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 ST=${SPARSETIME:-.venv/bin/sparsetime}
 WORKERS=${WORKERS:-2}
 studies=("$@")
-[ ${#studies[@]} -gt 0 ] || studies=(defaults update_interval set_vs_rigl extended methods lottery batch_size \
-                                     erk_uniform drop_fraction)
+[ ${#studies[@]} -gt 0 ] || studies=(defaults update_interval methods set_vs_rigl extended erk_uniform batch_size \
+                                     drop_fraction lottery)
 for study in "${studies[@]}"; do
   case "$study" in
     defaults)
@@ -20,7 +20,8 @@ for study in "${studies[@]}"; do
       for seed in 0 1 2; do "$ST" lth experiments/cpu/06_lottery.yaml "seed=$seed"; done ;;
     methods)
       "$ST" sweep experiments/cpu/06_methods.yaml --workers "$WORKERS"
-      "$ST" report runs/studies/methods --out docs/results/methods --no-run-links ;;
+      "$ST" sweep experiments/cpu/06_methods_baselines.yaml --workers "$WORKERS"
+      "$ST" report runs/studies/methods runs/studies/methods_baselines --out docs/results/methods --no-run-links ;;
     *)
       file=$(ls experiments/cpu/*_"$study".yaml | head -1)
       "$ST" sweep "$file" --workers "$WORKERS"
