@@ -57,6 +57,29 @@ def test_matches_torch_flop_counter(name, shape):
     assert ours == pytest.approx(reference)
 
 
+class CrossAttention(nn.Module):
+    """Attention with separate key/value widths (q/k/v_proj_weight), keys passed by keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, kdim=4, vdim=6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mha(x[:, :3], key=x[:, :, :4], value=x[:, :, :6])[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_projections_are_counted_per_token(batch_first):
+    layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, batch_first=batch_first)
+    flops = count_layer_flops(layer, (5, 8))  # (1, 5, 8): 5 tokens whichever dimension is the batch
+    tokens = 5
+    assert flops == {"self_attn.in_proj_weight": 2 * 8 * 24 * tokens, "self_attn.out_proj.weight": 2 * 8 * 8 * tokens,
+                     "linear1.weight": 2 * 8 * 16 * tokens, "linear2.weight": 2 * 16 * 8 * tokens}
+    cross = count_layer_flops(CrossAttention(), (7, 8))  # 3 query tokens, 7 key/value tokens
+    assert cross == {"mha.q_proj_weight": 2 * 8 * 8 * 3, "mha.k_proj_weight": 2 * 4 * 8 * 7,
+                     "mha.v_proj_weight": 2 * 6 * 8 * 7, "mha.out_proj.weight": 2 * 8 * 8 * 3}
+
+
 def test_restores_training_mode_and_takes_no_gradients():
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
     model.train()

@@ -2,9 +2,12 @@
 
 Inference FLOPs are counted per example with forward hooks on one sample: every Linear/ConvNd
 call costs 2 multiply-adds-to-FLOPs times (weights per output unit) times (outputs produced), so
-convolutions count their output size and layers called twice count twice. A sparse layer costs
-its dense count times its density. Other operations (activations, pooling, normalisation,
-biases) are not counted, as in the RigL/ITOP accounting. Training FLOPs per step come from the
+convolutions count their output size and layers called twice count twice. ``nn.MultiheadAttention``
+reads its projection weights without calling modules, so it is counted by its own hook: the input
+projections (``in_proj_weight``, or ``q/k/v_proj_weight``) per query/key/value token and
+``out_proj.weight`` per query token. A sparse layer costs its dense count times its density. Other
+operations (activations, pooling, normalisation, biases, the attention products of activations)
+are not counted, as in the RigL/ITOP accounting. Training FLOPs per step come from the
 sparsity method's ``step_flops`` (the built-in rates are listed in :mod:`sparsetime.train.dst_methods`).
 """
 from __future__ import annotations
@@ -36,18 +39,41 @@ def count_layer_flops(model: nn.Module, input_shape: Sequence[int],
     def hook(name: str):
         def record(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
             per_output = module.weight.numel() / module.weight.shape[0]
-            outputs = output.numel() / output.shape[0]
+            outputs = output.numel()  # one example: all of its outputs, whatever the layout
             counts[name] = counts.get(name, 0.0) + 2.0 * per_output * outputs
         return record
 
+    def attention_hook(prefix: str):
+        def record(module: nn.MultiheadAttention, args: tuple, kwargs: dict, output: object) -> None:
+            inputs = list(args) + [kwargs.get(k) for k in ("query", "key", "value")[len(args):]]
+            tokens = [t.numel() / t.shape[-1] for t in inputs[:3]]  # one example: every token is its own
+            e = module.embed_dim
+            if module.in_proj_weight is not None:
+                _add(f"{prefix}in_proj_weight", 2.0 * module.in_proj_weight.shape[1] * e * sum(tokens))
+            else:
+                for (kind, n), weight in zip(zip("qkv", tokens), (module.q_proj_weight, module.k_proj_weight,
+                                                                   module.v_proj_weight)):
+                    _add(f"{prefix}{kind}_proj_weight", 2.0 * weight.shape[1] * e * n)
+            _add(f"{prefix}out_proj.weight", 2.0 * e * e * tokens[0])
+        return record
+
+    def _add(name: str, flops: float) -> None:
+        counts[name] = counts.get(name, 0.0) + flops
+
+    attention_children = set()
     for module_name, module in model.named_modules():
-        if isinstance(module, _COUNTED):
-            name = f"{module_name}.weight" if module_name else "weight"
-            handles.append(module.register_forward_hook(hook(name)))
+        prefix = f"{module_name}." if module_name else ""
+        if isinstance(module, nn.MultiheadAttention):
+            handles.append(module.register_forward_hook(attention_hook(prefix), with_kwargs=True))
+            attention_children.add(id(module.out_proj))
+        elif isinstance(module, _COUNTED) and id(module) not in attention_children:
+            handles.append(module.register_forward_hook(hook(f"{prefix}weight")))
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        # Gradients stay enabled (nothing is backpropagated): under no_grad, eval-mode transformer layers
+        # take PyTorch's fused fast path, which calls no submodule, so no hook would see their layers.
+        with torch.enable_grad():
             model(torch.zeros((1, *shape), device=device))
     finally:
         model.train(was_training)
