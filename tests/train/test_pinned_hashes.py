@@ -20,7 +20,7 @@ NEW_DEFAULT_HASH = "d7a9a0aa"  # `sparsetime train` with no overrides today (lr 
 METHOD_HASHES = {
     "dense": "416b2e7f", "gmp": "d51d59aa", "grasp": "da86183e", "lth": "035c9e00", "magnitude": "ded0d5bc",
     "random": "c8004196", "rigl": "8faa8a73", "set": "b6fb4220", "snfs": "eb06a85a", "snip": "db5bdc88",
-    "static": "6dfb5f7f", "synflow": "360a6d35",
+    "static": "6dfb5f7f", "synflow": "360a6d35", "supermask": "33be13d6",
 }
 # `sparsetime lth` experiments: the experiment directory and its first level directories
 LTH_DIRECTORIES = {

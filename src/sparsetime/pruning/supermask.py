@@ -72,10 +72,10 @@ class ScoredMask(nn.Module):
         """The mask used now: sampled (bernoulli, training) or top-k, with straight-through gradients."""
         s = self.scores
         if self.algorithm == "edge_popup":
-            return topk_layer_mask(s.abs(), self.density) + s - s.detach()
+            return topk_layer_mask(s.abs(), self.density) + (s - s.detach())  # exactly 0/1 forward
         p = torch.sigmoid(s)
         hard = torch.bernoulli(p.detach()) if self.training else topk_layer_mask(p, self.density)
-        return hard + p - p.detach()
+        return hard + (p - p.detach())
 
     def hard_mask(self) -> torch.Tensor:
         """The evaluation mask as bools (top-k at the target density)."""

@@ -7,8 +7,8 @@ trainer needs to know before building it comes from the method record, decided f
 config: the global step the run starts at (``start_step``) and how training FLOPs are charged
 (``step_flops``, ``updating_steps``).
 
-The built-in methods register themselves in :mod:`.dst_methods`, :mod:`.pruning_methods` and
-:mod:`.lottery_level`, which import this module (never the other way round).
+The built-in methods register themselves in :mod:`.dst_methods`, :mod:`.pruning_methods`, :mod:`.supermask_method`,
+:mod:`.lottery_level` and :mod:`.transfer_method`, which import this module (never the other way round).
 """
 from __future__ import annotations
 
