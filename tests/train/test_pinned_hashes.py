@@ -52,7 +52,8 @@ def test_every_method_is_pinned():
 
 @pytest.mark.parametrize("method", sorted(METHOD_HASHES))
 def test_method_default_config_hash_is_pinned(method):
-    resolved = resolve_config(load_config(None, [OLD_LR, f"sparsity.method={method}", *METHOD_OVERRIDES.get(method, [])]))
+    overrides = [OLD_LR, f"sparsity.method={method}", *METHOD_OVERRIDES.get(method, [])]
+    resolved = resolve_config(load_config(None, overrides))
     assert config_hash(resolved) == METHOD_HASHES[method]
 
 

@@ -93,3 +93,16 @@ def test_a_source_that_is_no_finished_run_is_refused(tmp_path, capsys):
     assert main(transfer(tmp_path / "runs", tmp_path / "nowhere")) == EXIT_USAGE
     assert "is not a finished run directory" in capsys.readouterr().err
     assert not any((tmp_path / "runs").iterdir())
+
+
+def test_source_may_be_the_folder_of_an_experiment_with_the_seed_filled_in(tmp_path, ticket):
+    from sparsetime.train.transfer_method import source_directory
+
+    folder = ticket.parent.parent  # output_dir of the `sparsetime lth` run: one experiment in it
+    assert source_directory(str(folder), 0) == ticket and source_directory(str(ticket.parent), 0) == ticket
+    template = str(tmp_path / "src-seed{seed}")
+    folder.rename(tmp_path / "src-seed3")
+    moved = tmp_path / "src-seed3" / ticket.parent.name / ticket.name
+    assert source_directory(template, 3) == moved
+    folder.parent.mkdir(exist_ok=True)
+    (tmp_path / "src-seed3").rename(folder)  # leave the module's ticket where it was

@@ -6,6 +6,9 @@ its masks and its init (the rewind weights, per ``restart`` of :mod:`.ticket_sta
 reshuffle, constant, signs), except for the output layer (the model's last Linear/Conv), which keeps
 this run's own fresh initialisation and is kept dense (``output_layer: dense``, default) or re-pruned
 at random to the source output layer's density (``pruned``). ``pruned: zero|frozen`` as for a level.
+The source may also be a ``sparsetime lth`` experiment directory, or a folder holding exactly one,
+whose deepest finished level is taken; ``{seed}`` in it is replaced by this run's seed, so a sweep
+over seeds transfers each seed's own ticket. ``sparsity.density`` is not used (the ticket decides).
 Training runs all T steps of this run's schedule from step 0 under the static mask. A source whose
 shapes differ outside the output layer is refused before training, and its run directory removed.
 """
@@ -67,6 +70,23 @@ def check_same_shapes(source: Mapping[str, torch.Tensor], target: Mapping[str, t
                          "same shape (only the output layer may differ)")
 
 
+def source_directory(source: str, seed: int) -> Path:
+    """The source run directory: ``source`` with ``{seed}`` filled in; an experiment directory (or a folder
+    holding one) stands for its deepest finished level (not a control run)."""
+    path = Path(source.replace("{seed}", str(seed)))
+    for _ in range(2):
+        if (path / "summary.json").is_file() or not path.is_dir():
+            return path
+        levels = sorted(p for p in path.glob("level_[0-9][0-9]-*") if (p / "summary.json").is_file())
+        if levels:
+            return levels[-1]
+        inner = [p for p in path.iterdir() if p.is_dir()]
+        if len(inner) != 1:
+            return path
+        path = inner[0]
+    return path
+
+
 def _source(path: Path, restart: str) -> tuple[Masks, dict[str, torch.Tensor] | None]:
     """The source run's masks and its ticket init (rewind weights; None when it has none)."""
     if not (path / "summary.json").is_file() or not (path / "checkpoint.pt").is_file():
@@ -107,7 +127,7 @@ def _build(ctx: SparsifierContext) -> LotteryLevel:
     o = {**TRANSFER_DEFAULTS, **s.options}
     if ctx.resuming:
         return LotteryLevel(static_sparsifier(ctx, full_masks(ctx.model, s)), ctx.model, 0, None)
-    path = Path(str(o["source"]))
+    path = source_directory(str(o["source"]), ctx.seed)
     source_masks, rewind = _source(path, o["restart"])
     outputs = output_layer(ctx.model)
     here = ctx.model.state_dict()
