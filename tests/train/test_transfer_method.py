@@ -106,3 +106,28 @@ def test_source_may_be_the_folder_of_an_experiment_with_the_seed_filled_in(tmp_p
     assert source_directory(template, 3) == moved
     folder.parent.mkdir(exist_ok=True)
     (tmp_path / "src-seed3").rename(folder)  # leave the module's ticket where it was
+
+
+def test_interrupted_transfer_with_frozen_pruned_weights_resumes_to_the_same_weights(tmp_path, ticket, monkeypatch):
+    from sparsetime.cli import EXIT_INTERRUPTED
+    from sparsetime.train import trainer as trainer_module
+
+    extra = ("sparsity.options.pruned=frozen",)
+    assert main(transfer(tmp_path / "ref", ticket, *extra)) == EXIT_OK
+    original = trainer_module.Trainer._train_epoch
+
+    def interrupt(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupt)
+    assert main(transfer(tmp_path / "cut", ticket, *extra)) == EXIT_INTERRUPTED
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", original)
+    assert main(transfer(tmp_path / "cut", ticket, *extra)) == EXIT_OK
+    a, b = (load_checkpoint(only_run(tmp_path / d) / "checkpoint.pt")["model"] for d in ("cut", "ref"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = load_checkpoint(only_run(tmp_path / "cut") / "checkpoint.pt")["sparsifier"]
+    masks = masks_from_state(start["dynamic"])
+    m = masks["layers.0.weight"]
+    assert torch.equal(a["layers.0.weight"][~m], start["rewind"]["layers.0.weight"][~m])
