@@ -20,8 +20,10 @@ NEW_DEFAULT_HASH = "d7a9a0aa"  # `sparsetime train` with no overrides today (lr 
 METHOD_HASHES = {
     "dense": "416b2e7f", "gmp": "d51d59aa", "grasp": "da86183e", "lth": "035c9e00", "magnitude": "ded0d5bc",
     "random": "c8004196", "rigl": "8faa8a73", "set": "b6fb4220", "snfs": "eb06a85a", "snip": "db5bdc88",
-    "static": "6dfb5f7f", "synflow": "360a6d35",
+    "static": "6dfb5f7f", "synflow": "360a6d35", "supermask": "33be13d6", "transfer": "6b615203",
 }
+#: what a method needs to resolve at all (a ticket transfer names its source run)
+METHOD_OVERRIDES = {"transfer": ["sparsity.options.source=runs/ticket"]}
 # `sparsetime lth` experiments: the experiment directory and its first level directories
 LTH_DIRECTORIES = {
     (): ("lth-mlp-fashion_mnist-cd238f6b", 19, ["level_00-78f2a7a1", "level_01-a411b967", "level_02-0b1e641f"]),
@@ -50,7 +52,8 @@ def test_every_method_is_pinned():
 
 @pytest.mark.parametrize("method", sorted(METHOD_HASHES))
 def test_method_default_config_hash_is_pinned(method):
-    resolved = resolve_config(load_config(None, [OLD_LR, f"sparsity.method={method}"]))
+    overrides = [OLD_LR, f"sparsity.method={method}", *METHOD_OVERRIDES.get(method, [])]
+    resolved = resolve_config(load_config(None, overrides))
     assert config_hash(resolved) == METHOD_HASHES[method]
 
 

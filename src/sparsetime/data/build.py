@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from .class_split import check_classes, keep_classes
 from .catalog import CATALOG, DatasetInfo, dataset_info
 from .cifar import read_cifar_split
 from .idx import find_idx_file, read_idx
@@ -62,9 +63,11 @@ def build_datasets(
     ``augment`` turns on the dataset's standard training augmentation (CIFAR: pad-4 crop and
     flip; image folders: random-resized crop and flip; none for MNIST-like data). Options:
     imagefolder takes ``image_size`` and ``resize_size``; synthetic takes ``train_size``,
-    ``test_size``, ``shape``, ``num_classes``, ``noise`` and ``data_seed``.
+    ``test_size``, ``shape``, ``num_classes``, ``noise`` and ``data_seed``; every in-memory dataset
+    takes ``classes`` (keep those classes, relabelled 0..n-1: :mod:`.class_split`).
     """
     info = dataset_info(name)
+    classes = options.pop("classes", None) if info.kind != "imagefolder" else None
     allowed = _OPTIONS[info.kind]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -79,6 +82,9 @@ def build_datasets(
     else:
         train, test = _cifar(info, ensure_dataset(name, data_dir, download))
     num_classes = settings.get("num_classes", info.num_classes)
+    if classes is not None:
+        classes = check_classes(classes, num_classes)
+        train, test, num_classes = keep_classes(train, classes), keep_classes(test, classes), len(classes)
     augmentation = CropFlip(info.crop_padding, info.flip) if augment and (info.crop_padding or info.flip) else None
     train_idx, val_idx = split_indices(len(train), validation_size, seed)
     validation = None

@@ -12,16 +12,19 @@ from .mask_distance import EarlyBird, hamming_distance
 from .masking import (apply_masks, layer_topk_masks, mask_density, masks_from_scores, topk_masks,
                       zero_optimizer_state)
 from .oneshot import SCORE_FUNCTIONS, magnitude_prune, prune, score_options, scores
+from .perturbations import PERTURBATIONS, perturb
 from .saliency import magnitude_scores, random_scores, snip_scores
 from .synflow import synflow_scores
+from .ticket_criteria import CRITERIA, criterion_score, ticket_scores
+from .ticket_restarts import RESTARTS, restart_weights
 
 METHODS = tuple(SCORE_FUNCTIONS)
 
 __all__ = [
-    "METHODS", "EarlyBird", "GradualMagnitudePruner", "InstabilityResult",
-    "apply_masks", "check_gmp_schedule", "gmp_density", "grasp_scores", "hamming_distance",
+    "CRITERIA", "METHODS", "PERTURBATIONS", "RESTARTS", "EarlyBird", "GradualMagnitudePruner", "InstabilityResult",
+    "apply_masks", "check_gmp_schedule", "criterion_score", "gmp_density", "grasp_scores", "hamming_distance",
     "interpolate_instability", "layer_topk_masks", "lth_density", "lth_levels", "magnitude_prune",
-    "magnitude_scores", "mask_density", "masks_from_scores", "prune", "prune_level", "random_masks",
-    "random_reinit", "random_scores", "recompute_bn_statistics", "rewind", "score_options", "scores",
-    "snapshot", "snip_scores", "synflow_scores", "topk_masks", "zero_optimizer_state",
+    "magnitude_scores", "mask_density", "masks_from_scores", "perturb", "prune", "prune_level", "random_masks",
+    "random_reinit", "random_scores", "recompute_bn_statistics", "restart_weights", "rewind", "score_options", "scores",
+    "snapshot", "snip_scores", "synflow_scores", "ticket_scores", "topk_masks", "zero_optimizer_state",
 ]

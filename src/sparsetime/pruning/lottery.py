@@ -56,8 +56,12 @@ def rewind(model: nn.Module, state: Mapping[str, torch.Tensor], masks: Mapping[s
 def prune_level(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = None, fraction: float = 0.2,
                 scope: str = "global", generator: torch.Generator | None = None, allow_collapse: bool = False,
                 dense_layers: Sequence[str] | None = None, dense_first: bool = False,
-                dense_last: bool = False, extra_layers: Sequence[str] | None = None) -> Masks:
+                dense_last: bool = False, extra_layers: Sequence[str] | None = None,
+                scores: Mapping[str, torch.Tensor] | None = None) -> Masks:
     """New masks without the ``fraction`` of still-active weights with the smallest |w|.
+
+    ``scores`` ({name: score}, higher keeps) replaces |w|, e.g. a ticket criterion of
+    :func:`sparsetime.pruning.ticket_criteria.ticket_scores`.
 
     Keeps exactly ``round((1 - fraction) * active)`` weights (active counted over all layers of
     ``masks`` for ``scope="global"``, per layer for ``"layer"``); the result is a subset of
@@ -70,7 +74,11 @@ def prune_level(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = Non
         masks = full_masks(dict(zip(names, parameters_by_name(model, names))))
     params = dict(model.named_parameters())
     check_masks(masks, params)
-    scores = masked_scores({n: params[n].detach().abs() for n in masks}, masks)
+    if scores is None:
+        scores = {n: params[n].detach().abs() for n in masks}
+    elif set(scores) != set(masks):
+        raise ValueError(f"scores name {sorted(scores)[:8]}, masks {sorted(masks)[:8]}; they must name the same layers")
+    scores = masked_scores(scores, masks)
     if scope == "global":
         keep = round((1.0 - p) * sum(int(m.sum()) for m in masks.values()))
         new = topk_masks(scores, keep, generator)

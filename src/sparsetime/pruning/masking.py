@@ -129,3 +129,12 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor],
         p.masked_fill_(~m, 0)
         if optimizer is not None:
             zero_optimizer_state(optimizer, p, m)
+
+
+@torch.no_grad()
+def fill_pruned(model: nn.Module, masks: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor]) -> None:
+    """Set pruned weights (mask False) to ``values`` instead of zero: pruned weights frozen at a value."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        p = params[name]
+        p.copy_(torch.where(mask.to(p.device), p, values[name].to(p.device, p.dtype)))

@@ -6,7 +6,7 @@ from .device import resolve_device
 from .flops import count_layer_flops, inference_flops, mask_densities
 from .methods import (SparsifierContext, SparsityMethod, available_methods, get_method, register_method,
                       resolve_sparsity)
-from . import dst_methods, lottery_level, pruning_methods  # noqa: F401,I001  register the built-in methods
+from . import dst_methods, lottery_level, pruning_methods, supermask_method, transfer_method  # noqa: F401,I001
 from .resolve import resolve_config
 from .rundir import RunDir
 from .run import RunResult, resume, train

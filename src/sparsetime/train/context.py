@@ -14,7 +14,8 @@ from .config import SparsityConfig
 class SparsifierContext:
     """Everything a factory may use. ``train_batches()`` gives a fresh, seeded iterator of
     training batches (on ``device``) for methods that score weights on data before training;
-    it does not disturb the training data order. ``resuming`` is True when the state will be
+    it does not disturb the training data order; ``test_batches()`` the test set's batches (on
+    ``device``, for methods that report an untrained accuracy). ``resuming`` is True when the state will be
     overwritten from a checkpoint right away, so expensive initial scoring can be skipped."""
 
     model: nn.Module
@@ -27,3 +28,4 @@ class SparsifierContext:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     resuming: bool = False
+    test_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None

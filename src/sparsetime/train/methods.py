@@ -7,8 +7,8 @@ trainer needs to know before building it comes from the method record, decided f
 config: the global step the run starts at (``start_step``) and how training FLOPs are charged
 (``step_flops``, ``updating_steps``).
 
-The built-in methods register themselves in :mod:`.dst_methods`, :mod:`.pruning_methods` and
-:mod:`.lottery_level`, which import this module (never the other way round).
+The built-in methods register themselves in :mod:`.dst_methods`, :mod:`.pruning_methods`, :mod:`.supermask_method`,
+:mod:`.lottery_level` and :mod:`.transfer_method`, which import this module (never the other way round).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ StepFlops = Callable[[float, float, "int | None"], float]
 Check = Callable[[SparsityConfig], None]
 StartStep = Callable[[SparsityConfig], int]
 UpdatingSteps = Callable[[SparsityConfig, int], int]
+SummaryExtra = Callable[[Sparsifier], Mapping[str, Any]]
 
 
 def static_step_flops(f_sparse: float, f_dense: float, update_interval: int | None) -> float:
@@ -45,7 +46,9 @@ class SparsityMethod:
     always overwrite (e.g. a static mask has no update interval). ``step_flops(f_S, f_D, ΔT)``
     gives the training FLOPs per example and step; with ``updating_steps(sparsity, T)`` it applies
     only to that many leading steps (while the topology is updated) and every later step costs
-    3 f_S. ``start_step(sparsity)`` is the global step the run starts at (0 unless given)."""
+    3 f_S. ``start_step(sparsity)`` is the global step the run starts at (0 unless given).
+    ``summary_extra(sparsifier)`` gives the method's own figures for the run summary (e.g. the
+    accuracy of a ticket's mask on its random init)."""
 
     name: str
     build: Callable[[SparsifierContext], Sparsifier]
@@ -58,6 +61,7 @@ class SparsityMethod:
     sparse_execution: bool = False  # whether ``sparsity.execution`` may be "sparse"/"auto"
     start_step: StartStep | None = None
     updating_steps: UpdatingSteps | None = None
+    summary_extra: SummaryExtra | None = None
 
     def first_step(self, sparsity: SparsityConfig) -> int:
         """The global step a run of the resolved ``sparsity`` starts at."""
@@ -75,14 +79,15 @@ def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier],
                     defaults: Mapping[str, Any] | None = None, fixed: Mapping[str, Any] | None = None,
                     step_flops: StepFlops | None = None, description: str = "", check: Check | None = None,
                     init_mask: bool = False, sparse_execution: bool = False, start_step: StartStep | None = None,
-                    updating_steps: UpdatingSteps | None = None, replace: bool = False) -> SparsityMethod:
+                    updating_steps: UpdatingSteps | None = None, summary_extra: SummaryExtra | None = None,
+                    replace: bool = False) -> SparsityMethod:
     """Register ``build`` under ``name`` (a ``sparsity.method`` value).
 
     ``check(resolved_sparsity)`` validates method options at resolve time; ``init_mask`` says
     whether ``sparsity.init_mask`` is accepted (the factory must then honour it);
     ``sparse_execution`` whether ``sparsity.execution`` may be "sparse"/"auto" (the factory must
-    then pass it to :class:`~sparsetime.DynamicSparsity`); ``start_step`` and ``updating_steps``
-    see :class:`SparsityMethod`.
+    then pass it to :class:`~sparsetime.DynamicSparsity`); ``start_step``, ``updating_steps`` and
+    ``summary_extra`` see :class:`SparsityMethod`.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
@@ -93,7 +98,8 @@ def register_method(name: str, build: Callable[[SparsifierContext], Sparsifier],
         if key not in known:
             raise ValueError(f"method {name!r}: {key!r} is not a sparsity field; allowed: {', '.join(sorted(known))}")
     method = SparsityMethod(name, build, dict(defaults or {}), dict(fixed or {}), step_flops or static_step_flops,
-                            description, check, bool(init_mask), bool(sparse_execution), start_step, updating_steps)
+                            description, check, bool(init_mask), bool(sparse_execution), start_step, updating_steps,
+                            summary_extra)
     _METHODS[name] = method
     return method
 

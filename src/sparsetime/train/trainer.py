@@ -106,7 +106,8 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, sparsity=self._budgeted(config.sparsity),
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
-            train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None))
+            train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None,
+            test_batches=self._test_batches))
         self.net = self.place.wrap(self.model, self.device)  # DDP over several ranks, after the sparsifier
         missing = missing_members(self.sparsifier)  # the protocol's members, looked up without evaluating any
         if missing:
@@ -163,6 +164,8 @@ class Trainer:
         updates = self.sparsifier.update_history
         if updates is not None:
             summary["topology_updates"] = len(updates)
+        if self.method.summary_extra is not None:  # the method's own figures
+            summary.update(self.method.summary_extra(self.sparsifier))
         layers = self._layer_report()
         if layers is not None:
             summary["layers"] = layers
@@ -238,6 +241,13 @@ class Trainer:
                                 num_workers=self.config.data.num_workers, shard=self.place.shard)
         for x, y in islice(batches, skip, None):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The whole test set in evaluation batches, on the run's device."""
+        batches = self._batches(self.test_set, self.config.data.eval_batch_size, shuffle=False, generator=None,
+                                num_workers=self.config.data.num_workers)
+        for x, y in batches:
+            yield x.to(self.device), y.to(self.device)
 
     def _evaluate(self, dataset: Any) -> tuple[float, float]:
         """Loss and accuracy on ``dataset``; with several ranks each evaluates a share, then sums."""
