@@ -23,8 +23,8 @@ class DecoderBlock(nn.Module):
         self.fc = nn.Linear(width, ffn)
         self.proj = nn.Linear(ffn, width)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), attn_mask=causal)[0]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), is_causal=True)[0]
         return x + self.proj(F.gelu(self.fc(self.ln2(x))))
 
 
@@ -45,9 +45,8 @@ class Decoder(nn.Module):
         if t > self.max_seq:
             raise ValueError(f"sequence of {t} tokens is longer than max_seq={self.max_seq}")
         x = self.tok(tokens) + self.pos(torch.arange(t, device=tokens.device))
-        causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).triu(1)
         for block in self.blocks:
-            x = block(x, causal)
+            x = block(x)
         return self.head(self.ln(x))
 
 

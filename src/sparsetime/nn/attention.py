@@ -33,7 +33,8 @@ class SelfAttention(nn.Module):
                 attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``attn_mask`` / ``key_padding_mask`` follow ``nn.MultiheadAttention``: boolean True (or
-        a float -inf) marks a position that may not be attended to."""
+        a float -inf) marks a position that may not be attended to. ``is_causal`` without a mask
+        masks the future (through SDPA's causal kernel when no weights or padding are asked for)."""
         if (key is not None and key is not query) or (value is not None and value is not query):
             raise ValueError("SelfAttention computes self-attention only: pass key and value as the query "
                              "tensor itself (or leave them out)")
@@ -41,12 +42,17 @@ class SelfAttention(nn.Module):
         h, hd = self.num_heads, e // self.num_heads
         qkv = self.in_proj(query).reshape(b, t, 3, h, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        mask = _additive_mask(attn_mask, key_padding_mask, b, h, t, q.dtype)
-        if is_causal and mask is None:
-            mask = _additive_mask(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), None, b, h, t, q.dtype)
+        if is_causal and attn_mask is None:
+            attn_mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+            fused_causal = key_padding_mask is None and not need_weights  # SDPA's own causal kernel
+        else:
+            fused_causal = False
+        mask = None if fused_causal else _additive_mask(attn_mask, key_padding_mask, b, h, t, q.dtype)
         dropout = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
+        if fused_causal:
+            ctx = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif need_weights:
             scores = q @ k.transpose(-2, -1) / hd ** 0.5
             weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
             ctx = F.dropout(weights, dropout, self.training) @ v
