@@ -7,7 +7,8 @@ distribution="uniform")``: every Linear (Q/K/V, attention output, FFN, LM head) 
 the embeddings stay dense. One step = forward, next-token cross-entropy, backward, AdamW step and
 ``sparsifier.step()``. Steps are timed interleaved (dense, sparse 0.1, sparse 0.02, repeated) and
 medians printed with three ratios (of medians, of minima, and the median of the per-round
-ratios, the most robust to a background load that comes and goes); a topology update (SET, drop 0.3) is timed separately.
+ratios, the most robust to a background load that comes and goes); a topology update (SET,
+drop 0.3) is timed separately.
 
     python bench/bench_decoder.py [--reps 9] [--densities 0.1 0.02]
 """

@@ -11,9 +11,9 @@ engine):
 * optimizer state: every tensor the optimizer holds for them (SGD momentum; Adam exp_avg and
   exp_avg_sq), counted from ``optimizer.state``, not from a formula.
 
-Then the peak resident memory (``VmHWM`` on Linux, else ``ru_maxrss``) of a short default job (``sparsetime train`` defaults:
-SET, MLP, Fashion-MNIST, density 0.02; ``epochs=1 data.train_subset=4096``) run in a fresh
-subprocess per engine. Needs the Fashion-MNIST files for that part (``--skip-rss`` to leave it out).
+Then the peak resident memory (``VmHWM`` on Linux, else ``ru_maxrss``) of a short default job
+(``sparsetime train`` defaults: SET, MLP, Fashion-MNIST, density 0.02; ``epochs=1
+data.train_subset=4096``) run in a fresh subprocess per engine. Needs the Fashion-MNIST files for that part (``--skip-rss`` to leave it out).
 
     python bench/bench_memory.py [--density 0.02] [--skip-rss]
 """
