@@ -130,12 +130,14 @@ print(json.dumps({"maxrss_kib": hwm}))
 """
 
 
-def peak_rss(engine: str, out: Path) -> float:
+def peak_rss(engine: str, out: Path, numba: bool = True) -> float:
     """MiB of peak resident memory of a short default run with ``sparsity.execution=engine``."""
-    args = [f"output_dir={out / engine}", "epochs=1", "data.train_subset=4096", "progress=none", "device=cpu",
-            f"sparsity.execution={engine}"]
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                          env={**os.environ}, check=True)
+    args = [f"output_dir={out / engine / str(numba)}", "epochs=1", "data.train_subset=4096", "progress=none",
+            "device=cpu", f"sparsity.execution={engine}"]
+    env = {k: v for k, v in os.environ.items() if k != "SPARSETIME_DISABLE_NUMBA"}
+    if not numba:
+        env["SPARSETIME_DISABLE_NUMBA"] = "1"
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_kib"] / 1024
 
 
@@ -153,8 +155,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = args.out or Path(tmp)
             rss = {engine: peak_rss(engine, out) for engine in ("masked", "sparse", "auto")}
+            # numba's compiler (LLVM) alone takes ~100 MiB once the kernels are imported
+            rss["sparse, numba off"] = peak_rss("sparse", out, numba=False)
         for engine, mib in rss.items():
-            print(f"  sparsity.execution={engine:6s}  {mib:8.1f} MiB  ({mib / rss['masked']:.3f} of masked)")
+            print(f"  sparsity.execution={engine:17s}  {mib:8.1f} MiB  ({mib / rss['masked']:.3f} of masked)")
 
 
 if __name__ == "__main__":
