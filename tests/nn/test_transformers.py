@@ -158,6 +158,7 @@ def test_sparse_execution_keeps_weight_reading_layers_masked(one_thread):
             assert ex[f"encoder.layers.{i}.{leaf}"] == "masked"
     message = " ".join(caught)
     assert "encoder.layers.0.self_attn.out_proj.weight: its parent MultiheadAttention reads its .weight" in message
+    assert "st.nn.replace_attention(model)" in message  # the way to run attention's projections sparse
     assert "encoder.layers.0.linear1.weight: its parent TransformerEncoderLayer reads its .weight" in message
     assert "encoder.layers.0.self_attn.in_proj_weight: parameter" in message
 

@@ -27,11 +27,14 @@ def _plain(record: dict) -> dict:
 
 def test_default_hash_is_unchanged_and_sparse_runs_get_their_own_directory():
     # b71d6294: the default config's hash computed by the code before sparsity.execution existed
-    # (its learning rate was 0.01 then), so run directories named then are still found
-    old = dataclasses.replace(Config(), optim=dataclasses.replace(Config().optim, lr=0.01))
+    # (its learning rate was 0.01 then, its execution "masked"), so run directories named then are
+    # still found; "auto" (today's default) and "sparse" runs get their own directories
+    old = dataclasses.replace(Config(), optim=dataclasses.replace(Config().optim, lr=0.01),
+                              sparsity=dataclasses.replace(Config().sparsity, execution="masked"))
     assert config_hash(old) == "b71d6294"
-    sparse = dataclasses.replace(old, sparsity=dataclasses.replace(old.sparsity, execution="sparse"))
-    assert config_hash(sparse) != "b71d6294"
+    hashes = {mode: config_hash(dataclasses.replace(old, sparsity=dataclasses.replace(old.sparsity, execution=mode)))
+              for mode in ("sparse", "auto")}
+    assert len({"b71d6294", *hashes.values()}) == 3
 
 
 def test_sparse_run_matches_masked_run_and_stores_no_dense_weights(tmp_path):

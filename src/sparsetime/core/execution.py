@@ -3,20 +3,24 @@
 "masked" keeps every layer a dense tensor times a mask. "sparse" converts every layer the sparse
 provider can run (``nn.Linear``/``nn.Conv2d`` on CPU, not tied, not read as ``.weight`` by a
 parent such as ``nn.MultiheadAttention``); the others stay masked with a warning. "auto" converts
-only the layers where the provider says sparse is faster. Options that need dense state (a growth
-score over every position, redistribution, accumulated gradients) keep "auto" runs masked and are
-refused by "sparse".
+only the layers where the provider says sparse is faster; on a device without sparse kernels
+(CUDA) it keeps them masked and warns about those that would have run sparse on a CPU. Options
+that need dense state (a growth score over every position, redistribution, accumulated
+gradients) keep "auto" runs masked and are refused by "sparse".
 """
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
 
+import torch
 from torch import nn
 
 from . import criteria
 from .options import SparsityOptions
 from .store import SparseProvider
+
+CPU = torch.device("cpu")
 
 
 def dense_state_blocker(opts: SparsityOptions) -> str | None:
@@ -53,12 +57,14 @@ def plan_execution(model: nn.Module, params: Mapping[str, nn.Parameter], densiti
         if reason is not None:
             unsupported[n] = reason
         elif not provider.supports_device(p.device):
-            off_device[n] = str(p.device)
+            # under "auto", only the layers that would run sparse on a CPU are worth a warning
+            if opts.execution == "sparse" or provider.prefers(tuple(p.shape), densities[n], CPU):
+                off_device[n] = str(p.device)
         elif opts.execution == "sparse" or provider.prefers(tuple(p.shape), densities[n], p.device):
             chosen.append(n)
-    if opts.execution == "sparse" and off_device:
-        warnings.warn(f"execution='sparse': no sparse kernels on {sorted(set(off_device.values()))} yet; layers "
-                      f"{', '.join(off_device)} run masked", UserWarning, stacklevel=4)
+    if off_device:
+        warnings.warn(f"execution={opts.execution!r}: no sparse kernels on {sorted(set(off_device.values()))} "
+                      f"yet; layers {', '.join(off_device)} run masked", UserWarning, stacklevel=4)
     if opts.execution == "sparse" and unsupported:
         warnings.warn("execution='sparse': these layers run masked: " + "; ".join(
             f"{n}: {r}" for n, r in unsupported.items()), UserWarning, stacklevel=4)

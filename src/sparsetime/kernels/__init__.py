@@ -1,7 +1,7 @@
 """Truly sparse execution: CSR index, sparse products (numba or torch), topology primitives.
 
-Numba is optional (``pip install sparsetime[fast]``); without it, or with
-``SPARSETIME_DISABLE_NUMBA=1``, every product falls back to torch sparse ops.
+Numba is a default dependency; without it, or with ``SPARSETIME_DISABLE_NUMBA=1``, every
+product falls back to torch sparse ops.
 """
 from .backend import get_backend, numba_available, resolve_backend, set_backend
 from .conv import SparseConv2dFunction, sparse_conv2d

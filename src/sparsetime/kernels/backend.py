@@ -1,6 +1,6 @@
 """Which implementation runs the sparse products: numba kernels or the pure-torch fallback.
 
-Numba is optional. It is imported lazily the first time a kernel is needed; setting the
+Numba is a default dependency, but the library works without it. It is imported lazily the first time a kernel is needed; setting the
 environment variable ``SPARSETIME_DISABLE_NUMBA=1`` (or calling :func:`set_backend("torch")`)
 forces the torch path, so both paths can be tested in one environment. The numba kernels run on
 CPU tensors of dtype float32/float64 only; anything else (CUDA, half precision) uses torch.

@@ -29,6 +29,10 @@ WEIGHT_READING_PARENTS: dict[type[nn.Module], tuple[str, ...] | None] = {
     nn.TransformerEncoderLayer: ("linear1", "linear2"),  # read by its (and TransformerEncoder's) fast path
 }
 
+#: how to get attention's projections sparse (appended to the reasons they stay masked)
+ATTENTION_HINT = ("; st.nn.replace_attention(model) swaps nn.MultiheadAttention for st.nn.SelfAttention, "
+                  "whose projections run sparse")
+
 
 def weight_module_name(param_name: str) -> str | None:
     """``"fc1.weight"`` -> ``"fc1"`` (``"weight"`` -> ``""``); None for a parameter not named weight."""
@@ -54,10 +58,12 @@ def why_not_convertible(model: nn.Module, param_name: str) -> str | None:
     module = model.get_submodule(module_name) if module_name is not None else None
     if not isinstance(module, CONVERTIBLE_TYPES):
         kind = type(module).__name__ if module is not None else "parameter"
-        return f"{kind} (only nn.Linear and nn.Conv2d have sparse kernels)"
+        hint = ATTENTION_HINT if param_name.endswith("in_proj_weight") else ""
+        return f"{kind} (only nn.Linear and nn.Conv2d have sparse kernels){hint}"
     reader = _weight_reader(model, module_name)
     if reader is not None:
-        return f"its parent {reader} reads its .weight directly (a sparse module has no dense weight)"
+        hint = ATTENTION_HINT if reader == "MultiheadAttention" else ""
+        return f"its parent {reader} reads its .weight directly (a sparse module has no dense weight){hint}"
     sharing = [n for n, m in model.named_modules() if m is not module and getattr(m, "weight", None) is module.weight]
     if sharing:
         return f"weight tied with {', '.join(sharing)} (a sparse module cannot share its values)"

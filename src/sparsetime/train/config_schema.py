@@ -17,9 +17,13 @@ SCHEDULES = ("none", "multistep", "cosine")
 # Fields that do not change what a run computes: left out of the run hash.
 NON_RESULT_KEYS = ("name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers",
                    "data_fingerprint", "logging")
-# Fields left out of the run hash while they hold their default, so adding them kept the names of
-# earlier run directories. A run with another value gets its own directory (its checkpoint stores
-# sparse modules instead of dense weights).
+# Fields left out of the run hash while they hold the value they had before the field existed, so
+# adding them kept the names of earlier run directories. A run with another value gets its own
+# directory. sparsity.execution: "masked" (the default until "auto" replaced it) is left out, so
+# every masked run keeps its directory; "auto" is hashed like "sparse", because its layers may run
+# sparse: the same results to float rounding, but not bit for bit, and a checkpoint that stores
+# sparse modules instead of dense weights. An "auto" run of a method that needs dense weights
+# resolves to "masked" (see resolve_sparsity), so those runs keep their hash too.
 HASHED_UNLESS_DEFAULT = {"sparsity.execution": "masked", "world_size": 1, "sparsity.flops_fraction": None}
 EXECUTION_MODES = ("masked", "sparse", "auto")
 
@@ -72,8 +76,9 @@ class SparsityConfig:
     # file ({name: bool tensor}, torch.save) or a run directory whose checkpoint holds masks
     init_mask: str | None = None
     # how sparse layers run: "masked" (dense weight x mask), "sparse" (sparse modules and kernels,
-    # O(nnz) memory; CPU) or "auto" (sparse where faster). See DynamicSparsity(execution=...).
-    execution: str = "masked"
+    # O(nnz) memory; CPU) or "auto" (sparse where faster, masked elsewhere and on CUDA). See
+    # DynamicSparsity(execution=...) and HASHED_UNLESS_DEFAULT for how it enters the run hash.
+    execution: str = "auto"
     # a budget instead of a density: the global density whose inference FLOPs are this fraction of dense
     flops_fraction: float | None = None
 

@@ -132,6 +132,9 @@ def resolve_sparsity(cfg: SparsityConfig) -> SparsityConfig:
     if resolved.execution not in EXECUTION_MODES:
         raise ValueError(f"sparsity.execution={resolved.execution!r} is not known; "
                          f"allowed: {', '.join(EXECUTION_MODES)}")
+    if resolved.execution == "auto" and not method.sparse_execution:
+        # the runner's default on a method that needs dense weights: auto would run it all masked
+        resolved = dataclasses.replace(resolved, execution="masked")
     if resolved.execution != "masked" and not method.sparse_execution:
         takers = sorted(n for n, m in _METHODS.items() if m.sparse_execution)
         raise ValueError(f"sparsity.execution={resolved.execution!r} is not supported by method {cfg.method!r} "
