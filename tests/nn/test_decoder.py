@@ -68,6 +68,33 @@ def test_replace_attention_swaps_compatible_modules_only():
         model["a"](x, torch.randn(2, 5, WIDTH), x)
 
 
+@pytest.mark.parametrize("execution", ["masked", "sparse"])
+def test_torch_transformer_encoder_with_replaced_attention_runs_in_every_mode(execution, one_thread):
+    """nn.TransformerEncoder's fused inference path reads in_proj_weight: with SelfAttention (and sparse
+    projections) the encoder must stay on the module path, in training and in eval, with padding masks."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(WIDTH, 4, 2 * WIDTH, dropout=0.0, batch_first=True)
+    reference = nn.TransformerEncoder(layer, 2).double()  # enable_nested_tensor defaults to True
+    model = nn.TransformerEncoder(layer, 2).double()
+    model.load_state_dict(reference.state_dict())
+    assert replace_attention(model) == ["layers.0.self_attn", "layers.1.self_attn"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sp = st.DynamicSparsity(model, opt, density=1.0, update_interval=100, total_steps=10, seed=0,
+                            execution=execution, sparse_init=False)
+    if execution == "sparse":
+        assert isinstance(model.layers[0].self_attn.in_proj, SparseLinear)
+    x = torch.randn(3, SEQ, WIDTH, dtype=torch.float64)
+    pad = torch.zeros(3, SEQ, dtype=torch.bool)
+    pad[1, -3:] = True  # left aligned: what the nested-tensor path would take
+    for train in (True, False):
+        model.train(train), reference.train(train)
+        with torch.set_grad_enabled(train):
+            torch.testing.assert_close(model(x, src_key_padding_mask=pad)[~pad],
+                                       reference(x, src_key_padding_mask=pad)[~pad])
+            torch.testing.assert_close(model(x), reference(x))
+    assert sp.density() == pytest.approx(1.0)
+
+
 def _build(execution: str, growth: str):
     torch.manual_seed(0)
     model = Decoder(vocab=VOCAB, width=WIDTH, heads=4, ffn=64, layers=2, max_seq=SEQ).double()

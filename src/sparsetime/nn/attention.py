@@ -19,6 +19,12 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention on (batch, seq, embed) inputs, called like a batch-first
     ``nn.MultiheadAttention`` with ``query is key is value``; returns ``(output, weights or None)``."""
 
+    # Read by nn.TransformerEncoder(Layer) when choosing PyTorch's fused inference path, which takes
+    # ``in_proj_weight`` directly and would bypass (or crash on) sparse projections: declaring the
+    # projections unfused keeps those layers on the path that calls this module.
+    batch_first = True
+    _qkv_same_embed_dim = False
+
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
@@ -61,6 +67,11 @@ class SelfAttention(nn.Module):
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         out = self.out_proj(ctx.transpose(1, 2).reshape(b, t, e))
         return out, weights
+
+    @property
+    def in_proj_bias(self) -> torch.Tensor | None:
+        """The fused projection's bias (read, like the two flags above, by PyTorch's transformer layers)."""
+        return getattr(self.in_proj, "bias", None)
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention) -> "SelfAttention":
@@ -122,4 +133,7 @@ def replace_attention(model: nn.Module) -> list[str]:
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, SelfAttention.from_mha(module))
             replaced.append(name)
+    for module in model.modules():  # an encoder decides on nested tensors (the fused path) when built
+        if isinstance(module, nn.TransformerEncoder) and any(isinstance(m, SelfAttention) for m in module.modules()):
+            module.use_nested_tensor = False
     return replaced
