@@ -18,6 +18,10 @@ for study in "${studies[@]}"; do
       "$ST" report runs/studies/defaults runs/studies/defaults_dense --out docs/results/defaults --no-run-links ;;
     lottery)
       for seed in 0 1 2; do "$ST" lth experiments/cpu/06_lottery.yaml "seed=$seed"; done ;;
+    extended)
+      "$ST" sweep experiments/cpu/02_extended.yaml --workers "$WORKERS"
+      "$ST" sweep experiments/cpu/02_extended_dense.yaml --workers "$WORKERS"
+      "$ST" report runs/studies/extended runs/studies/extended_dense --out docs/results/extended --no-run-links ;;
     methods)
       "$ST" sweep experiments/cpu/06_methods.yaml --workers "$WORKERS"
       "$ST" sweep experiments/cpu/06_methods_baselines.yaml --workers "$WORKERS"
