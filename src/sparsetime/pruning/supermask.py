@@ -4,9 +4,16 @@
 :class:`ScoredMask` learns a mask on frozen weights: a parametrization (``torch.nn.utils.parametrize``)
 that computes ``weight * mask(scores)``, with per-weight scores trained by a straight-through
 estimator. ``edge_popup`` (Ramanujan et al.) keeps the top-k scores of the layer (k = density x
-size) and passes the gradient straight to the scores; ``bernoulli`` (Zhou et al.) samples
+size) and passes the gradient straight to |scores| (Ramanujan et al. rank by |s|); ``bernoulli`` (Zhou et al.) samples
 m ~ Bernoulli(sigmoid(s)) while training, the gradient passing through sigmoid(s), and evaluates
 the top-k of sigmoid(s) at the target density. The weights themselves are never written.
+
+:func:`supermask_weights` draws the frozen weights. With the model's own init (PyTorch's default
+std 1/sqrt(3 fan_in)) a mask keeping a fraction d of the weights shrinks each layer's output by
+sqrt(d): the logits of a 3-layer net at d = 0.1 are ~0.01 and the scores' gradients vanish, so the
+mask never leaves chance. Both papers therefore rescale: Ramanujan et al.'s "signed Kaiming
+constant" (+-sqrt(2 / (d fan_in)), their best) and scaled Kaiming normal, which Zhou et al.'s
+signed-constant supermasks resemble.
 """
 from __future__ import annotations
 
@@ -21,6 +28,25 @@ from ._common import Batch, check_density
 from .masking import apply_masks
 
 ALGORITHMS = ("edge_popup", "bernoulli")
+WEIGHT_INITS = ("signed_constant", "kaiming_normal", "model")
+
+
+def supermask_weights(weight: torch.Tensor, density: float, init: str,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Frozen weights for a supermask of ``density``: Kaiming std sqrt(2 / (density x fan_in)).
+
+    ``signed_constant``: random signs times that std; ``kaiming_normal``: normal with that std;
+    ``model``: ``weight`` itself, unchanged (the model's own init, unscaled).
+    """
+    if init not in WEIGHT_INITS:
+        raise ValueError(f"supermask weight init {init!r} is unknown; allowed: {', '.join(WEIGHT_INITS)}")
+    if init == "model":
+        return weight.detach().clone()
+    density = check_density(density)
+    std = math.sqrt(2.0 / (density * max(1, weight[0].numel())))
+    normal = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
+    drawn = normal.sign() * std if init == "signed_constant" else normal * std
+    return drawn.to(weight.device, weight.dtype)
 
 
 @torch.no_grad()
@@ -71,8 +97,9 @@ class ScoredMask(nn.Module):
     def mask(self) -> torch.Tensor:
         """The mask used now: sampled (bernoulli, training) or top-k, with straight-through gradients."""
         s = self.scores
-        if self.algorithm == "edge_popup":
-            return topk_layer_mask(s.abs(), self.density) + (s - s.detach())  # exactly 0/1 forward
+        if self.algorithm == "edge_popup":  # ranked by |s|: the straight-through gradient passes through |.|
+            a = s.abs()
+            return topk_layer_mask(a, self.density) + (a - a.detach())  # exactly 0/1 forward
         p = torch.sigmoid(s)
         hard = torch.bernoulli(p.detach()) if self.training else topk_layer_mask(p, self.density)
         return hard + (p - p.detach())

@@ -5,7 +5,11 @@ registered as a parametrization of the layer's ``weight``); only the scores trai
 run's optimiser as their own parameter group, while every parameter of the model is frozen at
 its random initialisation (its value never changes). ``sparsity.options.algorithm``: ``edge_popup``
 (default, Ramanujan et al. 2020) or ``bernoulli`` (Zhou et al. 2019); each layer keeps
-``sparsity.density`` of its weights. Scores live in the model's state, so checkpoints and resume
+``sparsity.density`` of its weights. ``sparsity.options.weights`` draws the frozen weights:
+``signed_constant`` (default, +-sqrt(2 / (density fan_in))), ``kaiming_normal`` (that std) or
+``model`` (the model's own init, under which the scores barely train: see
+:func:`sparsetime.pruning.supermask.supermask_weights`). Biases and other parameters stay as
+initialised, frozen. Scores live in the model's state, so checkpoints and resume
 need nothing else. Training FLOPs per example and step: 2 f_S + f_D (the scores' gradient needs
 the dense weight gradient).
 """
@@ -19,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from sparsetime.core.report import masks_report
 from sparsetime.core.selection import select_sparse_parameters
-from sparsetime.pruning.supermask import ALGORITHMS, ScoredMask
+from sparsetime.pruning.supermask import ALGORITHMS, WEIGHT_INITS, ScoredMask, supermask_weights
 
 from .config import SparsityConfig
 from .context import SparsifierContext
@@ -27,21 +31,24 @@ from .init_masks import Masks, selection
 from .method_checks import check_choice, check_options
 from .methods import register_method
 
-SUPERMASK_DEFAULTS = {"algorithm": "edge_popup"}
+SUPERMASK_DEFAULTS = {"algorithm": "edge_popup", "weights": "signed_constant"}
 
 
 class SupermaskTraining:
     """The Sparsifier of a supermask run: scored masks on frozen weights, one per masked layer."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], density: float,
-                 algorithm: str, seed: int) -> None:
+                 algorithm: str, seed: int, weights: str = "signed_constant") -> None:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + 31)
+        weight_generator = torch.Generator().manual_seed(seed * 1_000_003 + 37)
         for p in model.parameters():
             p.requires_grad_(False)
         modules = dict(model.named_modules())
         self.scored: dict[str, ScoredMask] = {}
         for name in names:
             module = modules[name.rpartition(".")[0]]
+            with torch.no_grad():
+                module.weight.copy_(supermask_weights(module.weight, density, weights, weight_generator))
             scored = ScoredMask(module.weight, density, algorithm, generator)
             parametrize.register_parametrization(module, "weight", scored)
             self.scored[name] = scored
@@ -91,13 +98,16 @@ class SupermaskTraining:
 def _build(ctx: SparsifierContext) -> SupermaskTraining:
     s = ctx.sparsity
     names = list(select_sparse_parameters(ctx.model, **selection(s)))
-    algorithm = {**SUPERMASK_DEFAULTS, **s.options}["algorithm"]
-    return SupermaskTraining(ctx.model, ctx.optimizer, names, s.density, algorithm, ctx.seed)
+    options = {**SUPERMASK_DEFAULTS, **s.options}
+    return SupermaskTraining(ctx.model, ctx.optimizer, names, s.density, options["algorithm"], ctx.seed,
+                             options["weights"])
 
 
 def _check(s: SparsityConfig) -> None:
     check_options("supermask", s.options, set(SUPERMASK_DEFAULTS))
-    check_choice("sparsity.options.algorithm", {**SUPERMASK_DEFAULTS, **s.options}["algorithm"], ALGORITHMS)
+    options = {**SUPERMASK_DEFAULTS, **s.options}
+    check_choice("sparsity.options.algorithm", options["algorithm"], ALGORITHMS)
+    check_choice("sparsity.options.weights", options["weights"], WEIGHT_INITS)
 
 
 register_method("supermask", _build, fixed={"update_interval": None}, check=_check,
