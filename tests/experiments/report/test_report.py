@@ -162,3 +162,23 @@ def test_varying_keys_leave_out_keys_the_others_determine():
     assert stat.n == 2 and stat.mean == pytest.approx(0.6) and stat.std == pytest.approx(statistics.stdev([0.5, 0.7]))
     assert mean_std([0.4]).std is None and mean_std([]).mean is None
     assert varying_keys(runs, preferred=["sparsity.growth"])[0] == "sparsity.growth"
+
+
+def test_report_of_lottery_experiments_averages_each_level_over_seeds(tmp_path):
+    """Each level names its previous level's directory (one per seed): that must not split the groups."""
+    out = tmp_path / "runs"
+    for seed in (0, 1):
+        assert main(["-q", "lth", "dataset=synthetic", "data.options.train_size=128", "data.options.test_size=64",
+                     "model_options.hidden=[16]", "epochs=1", "batch_size=32", "sparsity.options.levels=1",
+                     "sparsity.options.fraction=0.5", "sparsity.options.supermask_eval=true", f"seed={seed}",
+                     "name=ticket", f"output_dir={out}", "progress=none", "device=cpu"]) == 0
+    levels = sorted(d for experiment in out.iterdir() for d in experiment.iterdir() if d.name.startswith("level_"))
+    assert len(levels) == 4
+    report = tmp_path / "report"
+    assert main(["report", *map(str, sorted(out.iterdir())), "--out", str(report)]) == 0
+    rows = table((report / "report.md").read_text(), "Results")
+    assert [(r["`sparsity.density`"], r["n"]) for r in rows] == [("0.5", "2"), ("1", "2")]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in levels if d.name.startswith("level_01")]
+    untrained = [100 * s["supermask_test_accuracy"] for s in summaries]
+    assert rows[0]["untrained mask acc (%)"] == cell(untrained, "{:.2f}")
+    assert rows[0]["test acc (%)"] == cell([100 * s["test_accuracy"] for s in summaries], "{:.2f}")

@@ -17,8 +17,11 @@ from typing import Any
 from .collect import RunRecord
 
 # keys that do not tell results apart (the seed is what a group averages over)
-NOT_GROUPING = ("seed", "name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers")
-PERCENT_METRICS = ("test_accuracy", "best_test_accuracy", "train_accuracy", "validation_accuracy", "train_test_gap")
+# and ``sparsity.options.previous``, the directory of a lottery level's previous level: one per seed)
+NOT_GROUPING = ("seed", "name", "output_dir", "data_dir", "device", "progress", "log_interval", "data.num_workers",
+                "sparsity.options.previous")
+PERCENT_METRICS = ("test_accuracy", "best_test_accuracy", "train_accuracy", "validation_accuracy", "train_test_gap",
+                   "supermask_test_accuracy")
 
 
 def hashable(value: Any) -> Any:

@@ -17,6 +17,16 @@ TABLE_METRICS = (
     ("train_flops", "training FLOPs", "{:.3e}"),
     ("train_seconds", "train time (s)", "{:.1f}"),
 )
+# columns shown only when some run has the metric (lottery levels with ``supermask_eval``)
+OPTIONAL_METRICS = (
+    ("supermask_test_accuracy", "untrained mask acc (%)", "{:.2f}"),
+)
+
+
+def table_metrics(groups: Sequence[Group]) -> list[tuple[str, str, str]]:
+    """The metric columns: the fixed ones, then the optional ones some run reports."""
+    extra = [m for m in OPTIONAL_METRICS if any(metric(r.summary, m[0]) is not None for g in groups for r in g.runs)]
+    return [*TABLE_METRICS[:2], *extra, *TABLE_METRICS[2:]]
 
 
 def format_stat(stat: Stat, fmt: str, scale: float = 1.0) -> str:
@@ -37,11 +47,12 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 def group_table(groups: Sequence[Group], keys: Sequence[str]) -> list[str]:
     """Lines of the table of groups: the varying keys, n, then mean ± std of each metric."""
-    header = [f"`{k}`" for k in keys] + ["n"] + [title for _, title, _ in TABLE_METRICS]
+    metrics = table_metrics(groups)
+    header = [f"`{k}`" for k in keys] + ["n"] + [title for _, title, _ in metrics]
     rows = []
     for group in groups:
         cells = [format_value(group.values[k]) for k in keys] + [str(len(group.runs))]
-        for name, _, fmt in TABLE_METRICS:
+        for name, _, fmt in metrics:
             cells.append(format_stat(group.stat(name), fmt, 100.0 if name in PERCENT_METRICS else 1.0))
         rows.append(cells)
     return _markdown(header, rows)
