@@ -105,3 +105,27 @@ def test_module_init_and_validation():
         SparseConv2d(8, 16, 3, 0.5, stride=0)
     with pytest.raises(ValueError, match="input"):
         layer(torch.randn(2, 7, 5, 5))
+
+
+@pytest.mark.parametrize("block_bytes", [1, 4096, 1 << 30])  # one input channel per block, a few, all
+def test_random_shapes_match_dense_conv_for_every_channel_block(backend, block_bytes, monkeypatch):
+    """The register-blocked, channel-blocked kernels on random geometries: dense rows (groups of four
+    with border tails), empty rows and columns, stride 2, padding, batch 1 and non-contiguous inputs."""
+    from sparsetime.kernels import conv as conv_module
+    monkeypatch.setattr(conv_module, "L2_BLOCK_BYTES", block_bytes)
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(6):
+        o, c = (int(v) for v in torch.randint(1, 9, (2,), generator=gen))
+        kh, kw = (int(v) for v in torch.randint(1, 4, (2,), generator=gen))
+        stride = (int(torch.randint(1, 3, (1,), generator=gen)), int(torch.randint(1, 3, (1,), generator=gen)))
+        padding = (int(torch.randint(0, kh, (1,), generator=gen)), int(torch.randint(0, kw, (1,), generator=gen)))
+        batch = 1 if trial % 3 == 0 else int(torch.randint(2, 5, (1,), generator=gen))
+        density = (0.9, 0.5, 0.15)[trial % 3]
+        mask, w = _case(o, c, kh, kw, density, seed=100 + trial)
+        mask[0] = False  # an empty output row
+        mask[:, 0] = False  # an empty column
+        w = w * mask.view_as(w)
+        x = torch.randn(batch, c, 7 + trial, 6, dtype=torch.float64)
+        if trial % 2:
+            x = torch.randn(batch, c, 6, 7 + trial, dtype=torch.float64).transpose(2, 3)  # non-contiguous
+        _check(mask, w, x, torch.randn(o, dtype=torch.float64), backend, stride, padding)
