@@ -66,6 +66,15 @@ def test_reinit_restart_keeps_the_mask_but_not_the_init(tmp_path, ticket):
     assert not torch.equal(start["layers.0.weight"], source["layers.0.weight"])
 
 
+def test_random_mask_control_keeps_the_ticket_counts_per_layer_at_other_positions(tmp_path, ticket):
+    assert main(transfer(tmp_path, ticket, "sparsity.options.mask=random", "sparsity.options.restart=reinit")) == EXIT_OK
+    theirs = masks_from_state(load_checkpoint(ticket / "checkpoint.pt")["sparsifier"]["dynamic"])
+    ours = masks_from_state(load_checkpoint(only_run(tmp_path) / "checkpoint.pt")["sparsifier"]["dynamic"])
+    name = "layers.0.weight"
+    assert int(ours[name].sum()) == int(theirs[name].sum()) and not torch.equal(ours[name], theirs[name])
+    assert bool(ours[OUT].all())  # the output layer stays fresh and dense
+
+
 def test_a_source_with_other_shapes_is_refused_in_a_subprocess_and_nothing_is_written(tmp_path, ticket):
     out = tmp_path / "runs"
     argv = [a for a in transfer(out, ticket) if not a.startswith("model_options")] + ["model_options.hidden=[8]"]
@@ -82,6 +91,7 @@ def test_a_source_with_other_shapes_is_refused_in_a_subprocess_and_nothing_is_wr
     (["sparsity.options.output_layer=sparse"], "output_layer = 'sparse' is invalid; allowed: dense, pruned"),
     (["sparsity.options.restart=late"], "restart = 'late' is invalid; allowed: rewind"),
     (["sparsity.options.perturb=noise"], "not options of method 'transfer'"),
+    (["sparsity.options.mask=lucky"], "mask = 'lucky' is invalid; allowed: ticket, random"),
 ])
 def test_bad_transfer_options_are_refused(tmp_path, capsys, ticket, extra, match):
     assert main(transfer(tmp_path / "runs", ticket, *extra)) == EXIT_USAGE

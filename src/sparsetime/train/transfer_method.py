@@ -6,6 +6,10 @@ its masks and its init (the rewind weights, per ``restart`` of :mod:`.ticket_sta
 reshuffle, constant, signs), except for the output layer (the model's last Linear/Conv), which keeps
 this run's own fresh initialisation and is kept dense (``output_layer: dense``, default) or re-pruned
 at random to the source output layer's density (``pruned``). ``pruned: zero|frozen`` as for a level.
+``mask: random`` is Morcos et al.'s random-ticket control: every layer but the output keeps the
+ticket's count of active weights at uniformly random positions (with ``restart: reinit``, a random
+mask at the ticket's per-layer densities on fresh weights); ``mask: ticket`` (default) keeps the
+ticket's positions.
 The source may also be a ``sparsetime lth`` experiment directory, or a folder holding exactly one,
 whose deepest finished level is taken; ``{seed}`` in it is replaced by this run's seed, so a sweep
 over seeds transfers each seed's own ticket. ``sparsity.density`` is not used (the ticket decides).
@@ -37,7 +41,8 @@ from .ticket_start import check_ticket_options, start_ticket
 log = logging.getLogger(__name__)
 
 OUTPUT_LAYER = ("dense", "pruned")
-TRANSFER_DEFAULTS = {"source": None, "restart": "rewind", "pruned": "zero", "output_layer": "dense"}
+TRANSFER_DEFAULTS = {"source": None, "restart": "rewind", "pruned": "zero", "output_layer": "dense", "mask": "ticket"}
+MASK_CHOICES = ("ticket", "random")
 
 
 def output_layer(model: nn.Module) -> tuple[str, ...]:
@@ -119,6 +124,9 @@ def _masks(ctx: SparsifierContext, source: Masks, outputs: tuple[str, ...], o: M
                              f"layers (it masks {sorted(source)[:6]})")
         else:
             masks[name] = source[name].to(device)
+    if o["mask"] == "random":  # the ticket's per-layer counts at random positions (output layer as above)
+        shuffled = random_masks({n: m for n, m in masks.items() if n not in outputs}, seed=control_seed(ctx.seed, 1))
+        masks.update(shuffled)
     return masks
 
 
@@ -156,6 +164,7 @@ def _check(s: SparsityConfig) -> None:
                          "finished lottery level (the ticket to transfer)")
     check_ticket_options({k: s.options[k] for k in ("restart", "pruned") if k in s.options})
     check_choice("sparsity.options.output_layer", o["output_layer"], OUTPUT_LAYER)
+    check_choice("sparsity.options.mask", o["mask"], MASK_CHOICES)
 
 
 register_method("transfer", _build, fixed={"update_interval": None}, check=_check,
