@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write (default: PATH/report for one PATH, else ./report)")
     report.add_argument("--no-run-links", action="store_true",
                         help="name run directories without linking them (a report committed without its runs)")
+    report.add_argument("--made-by", action="append", default=[], metavar="COMMAND",
+                        help="the command that made runs not made by a sweep (e.g. a study script), written "
+                             "first in the report's Reproduce section; repeatable")
     runs = sub.add_parser("runs", help="one line per run directory: method, data, model, density, status, "
                                        "accuracy, Rs, epochs",
                           description="List every run directory at or below DIR (sweeps and lottery experiments "
@@ -239,8 +242,10 @@ def _report_command(args: argparse.Namespace) -> int:
 
     command = " ".join(["sparsetime report", *map(shlex.quote, args.paths),
                         *(["--out", shlex.quote(args.out)] if args.out else []),
-                        *(["--no-run-links"] if args.no_run_links else [])])
-    result = write_report(args.paths, args.out, command=command, run_links=not args.no_run_links)
+                        *(["--no-run-links"] if args.no_run_links else []),
+                        *(f"--made-by {shlex.quote(c)}" for c in args.made_by)])
+    result = write_report(args.paths, args.out, command=command, run_links=not args.no_run_links,
+                          made_by=args.made_by)
     print(f"report: {result.markdown} ({result.runs} runs, {len(result.figures)} figures)")
     for note in result.notes:
         print(f"note: {note}")

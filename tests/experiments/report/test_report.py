@@ -175,9 +175,20 @@ def test_report_of_lottery_experiments_averages_each_level_over_seeds(tmp_path):
     levels = sorted(d for experiment in out.iterdir() for d in experiment.iterdir() if d.name.startswith("level_"))
     assert len(levels) == 4
     report = tmp_path / "report"
-    assert main(["report", *map(str, sorted(out.iterdir())), "--out", str(report)]) == 0
-    rows = table((report / "report.md").read_text(), "Results")
+    made_by = "for s in 0 1; do sparsetime lth ... seed=$s; done"
+    assert main(["report", *map(str, sorted(out.iterdir())), "--out", str(report), "--made-by", made_by]) == 0
+    text = (report / "report.md").read_text()
+    reproduce = text.split("## Reproduce\n\n```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert reproduce[0] == made_by and reproduce[1].startswith("sparsetime report ")
+    assert reproduce[1].endswith("--made-by 'for s in 0 1; do sparsetime lth ... seed=$s; done'")
+    rows = table(text, "Results")
     assert [(r["`sparsity.density`"], r["n"]) for r in rows] == [("0.5", "2"), ("1", "2")]
+    drawn = sorted(p.name for p in report.glob("*.png"))
+    assert drawn and all(f"]({name})" in text for name in drawn)  # no figure left from an earlier report
+    (report / "fig42-bar-test_accuracy-vs-old_key.png").write_bytes(b"stale")
+    (report / "notes.png").write_bytes(b"the user's")
+    assert main(["report", *map(str, sorted(out.iterdir())), "--out", str(report)]) == 0
+    assert sorted(p.name for p in report.glob("*.png")) == sorted([*drawn, "notes.png"])
     summaries = [json.loads((d / "summary.json").read_text()) for d in levels if d.name.startswith("level_01")]
     untrained = [100 * s["supermask_test_accuracy"] for s in summaries]
     assert rows[0]["untrained mask acc (%)"] == cell(untrained, "{:.2f}")

@@ -192,7 +192,9 @@ def _bar(fig: Any, spec: FigureSpec, runs: Sequence[RunRecord], hue: Sequence[st
             heights = [(s.mean or 0.0) * _scale(name) for s in stats]
             errors = [(s.std or 0.0) * _scale(name) for s in stats]
             ax.bar(xs, heights, width * 0.92, yerr=errors, capsize=3, color=f"C{j % 10}", label=series_name)
-        ax.set_xticks(range(len(categories)), [format_value(c) for c in categories])
+        names = [format_value(c) for c in categories]
+        crowded = sum(len(n) for n in names) > 40  # long category names would overlap: slant them
+        ax.set_xticks(range(len(categories)), names, rotation=30 if crowded else 0, ha="right" if crowded else "center")
         ax.set_xlabel(label(spec.x))
         ax.set_ylabel(label(name))
         ax.grid(axis="y", alpha=0.3)

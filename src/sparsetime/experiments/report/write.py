@@ -6,7 +6,7 @@ and the report says how to get the figures.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,12 +44,13 @@ def _numeric(runs: list, key: str) -> bool:
 
 
 def write_report(paths: Iterable[str | Path], out: str | Path | None = None, *, command: str | None = None,
-                 run_links: bool = True) -> ReportResult:
+                 run_links: bool = True, made_by: Sequence[str] = ()) -> ReportResult:
     """Collect the runs under ``paths`` and write the report into ``out``.
 
-    ``command``, the command line that made the report, is written into its "Reproduce" section with
-    the sweep commands of the sweep directories among ``paths``; ``run_links=False`` names run
-    directories without linking them (for a report committed without its runs)."""
+    ``command``, the command line that made the report, is written into its "Reproduce" section after
+    ``made_by`` (the commands that made runs no sweep made, e.g. ``sparsetime lth`` loops) and the sweep
+    commands of the sweep directories among ``paths``; ``run_links=False`` names run directories
+    without linking them (for a report committed without its runs)."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("report needs at least one PATH (a run directory, a sweep directory or a folder of runs)")
@@ -74,7 +75,7 @@ def write_report(paths: Iterable[str | Path], out: str | Path | None = None, *, 
              + (f", grouped by {', '.join(f'`{k}`' for k in keys)}" if keys else "") + ".",
              "Cells are mean ± sample standard deviation (ddof = 1) over the runs of a group, which differ only "
              "in their seed; n is the number of runs, and a single run shows its value alone.", "",
-             *_reproduce(paths, command), "## Results", "", *group_table(groups, keys), "", "## Figures", "",
+             *_reproduce(paths, command, made_by), "## Results", "", *group_table(groups, keys), "", "## Figures", "",
              *figure_lines, "", "## Runs", "", *run_table(groups, keys, out_dir, links=run_links)]
     if collection.unfinished:
         lines += ["", "## Not finished", ""]
@@ -83,16 +84,26 @@ def write_report(paths: Iterable[str | Path], out: str | Path | None = None, *, 
     if result.notes:
         lines += ["", "## Notes", "", *(f"- {note}" for note in result.notes)]
     atomic_write_text(result.markdown, "\n".join(lines) + "\n")
+    _remove_stale_figures(out_dir, result.figures)
     return result
 
 
-def _reproduce(paths: list[Path], command: str | None) -> list[str]:
-    """The "Reproduce" section: each sweep (the file it was run from, if that still exists, else the copy
-    in its directory), then the report command."""
+def _remove_stale_figures(out_dir: Path, kept: Sequence[Path]) -> None:
+    """Delete the figures an earlier report wrote into ``out_dir`` that this one did not redraw (the
+    numbering shifts when the grouping keys change, and the report no longer links them)."""
+    keep = {p.name for p in kept}
+    for path in out_dir.glob("fig[0-9][0-9]-*.png"):
+        if path.name not in keep:
+            path.unlink()
+
+
+def _reproduce(paths: list[Path], command: str | None, made_by: Sequence[str] = ()) -> list[str]:
+    """The "Reproduce" section: the commands that made the runs, each sweep (the file it was run from,
+    if that still exists, else the copy in its directory), then the report command."""
     sweeps = [_sweep_file(p) for p in paths if (p / SWEEP_COPY).is_file()]
-    if command is None and not sweeps:
+    if command is None and not sweeps and not made_by:
         return []
-    lines = ["## Reproduce", "", "```bash"]
+    lines = ["## Reproduce", "", "```bash", *made_by]
     lines += [f"sparsetime sweep {path.as_posix()} --workers 2   # finished points are skipped" for path in sweeps]
     lines += [command] if command else []
     return lines + ["```", ""]
