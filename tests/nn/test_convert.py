@@ -84,7 +84,13 @@ def test_auto_execution_heuristic():
     assert not prefer_sparse((4096, 4096), 0.01, "cuda")      # no CUDA kernels yet
     assert prefer_sparse((4096, 4096), 0.01)
     assert prefer_sparse((4096, 4096), 0.1) == numba_available()
-    assert not prefer_sparse((256, 256, 3, 3), 0.1)
+    assert prefer_sparse((256, 256, 3, 3), 0.1) == numba_available()  # bench_conv: 1.6x at 0.1
+    assert prefer_sparse((64, 64, 3, 3), 0.05) == numba_available()
+    assert prefer_sparse((256, 256, 3, 3), 0.2) == numba_available()  # in-network (bench_cnn): layouts kept
+    assert not prefer_sparse((256, 256, 3, 3), 0.3)                   # dense wins above
+    assert prefer_sparse((512, 256, 1, 1), 0.7) == numba_available()  # a shortcut between sparse layers
+    assert not prefer_sparse((512, 256, 1, 1), 0.9)
+    assert not prefer_sparse((16, 16, 3, 3), 0.05)                    # too small
     with pytest.raises(ValueError, match="density"):
         prefer_sparse((10, 10), 0.0)
     with pytest.raises(ValueError, match="weight_shape"):

@@ -129,3 +129,24 @@ def test_random_shapes_match_dense_conv_for_every_channel_block(backend, block_b
         if trial % 2:
             x = torch.randn(batch, c, 6, 7 + trial, dtype=torch.float64).transpose(2, 3)  # non-contiguous
         _check(mask, w, x, torch.randn(o, dtype=torch.float64), backend, stride, padding)
+
+
+def test_in_place_relu_may_follow_sparse_layers(backend):
+    """VGG's classifier is Linear -> ReLU(inplace=True): the sparse outputs (permuted kernel layouts)
+    must not be autograd views, and the gradients must stay those of the dense layers."""
+    from sparsetime.nn import SparseLinear
+
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(6 * 5 * 5, 7), nn.ReLU(inplace=True), nn.Linear(7, 2)).double()
+    sparse = nn.Sequential(SparseConv2d.from_dense(dense[0], backend=backend), nn.ReLU(inplace=True), nn.Flatten(),
+                           SparseLinear.from_dense(dense[3], backend=backend), nn.ReLU(inplace=True),
+                           nn.Linear(7, 2).double())
+    sparse[5].load_state_dict(dense[5].state_dict())
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    y, yd = sparse(x), dense(x)
+    torch.testing.assert_close(y, yd)
+    y.sum().backward()
+    yd.sum().backward()
+    torch.testing.assert_close(sparse[0].weight_values.grad, dense[0].weight.grad.reshape(-1))
+    torch.testing.assert_close(sparse[3].weight_values.grad, dense[3].weight.grad.reshape(-1))

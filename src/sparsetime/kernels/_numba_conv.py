@@ -14,7 +14,10 @@ output row segment are summed before it is stored (forward, input gradient), or 
 is loaded for four dot products (weight gradient), so each row segment is read and written once
 per four nonzeros instead of once per nonzero. The four segments differ at most in their first and
 last columns (padding): the common range is blocked and the few border columns are done one
-nonzero at a time.
+nonzero at a time. The forward and the weight gradient take the input channels in blocks
+(``cblock``, sized by the caller so that a block's activation rows fit in L2): every output channel
+reads the block's rows before the next block is touched, instead of streaming all of x from L3
+once per output channel.
 Importing this module requires numba.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .backend import numba_kernels, resolve_backend, sync_threads
 from .csr import CSRPattern, flat_indices
+from .layout import own
 
 
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -79,7 +80,7 @@ class SparseConv2dFunction(torch.autograd.Function):
                      xc.view(-1).numpy(), y.view(-1).numpy(), b, bias is not None, *dims, ctx.cblock)
         ctx.save_for_backward(xc, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm)
         ctx.dims, ctx.has_bias, ctx.sink = dims, bias is not None, sink
-        return y.permute(3, 0, 1, 2)
+        return own(y.permute(3, 0, 1, 2))  # not a view: in-place ops (ReLU(inplace=True)) may follow
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .csr import CSRPattern
+from .layout import own
 from .ops import feature_major, sddmm_t, spmm_rowmajor, spmm_t
 
 
@@ -36,7 +37,7 @@ class SparseLinearFunction(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.backend = backend
         ctx.sink = sink
-        return yt.t().reshape(*lead, n_out)
+        return own(yt.t().reshape(*lead, n_out))  # not a view: in-place ops (ReLU(inplace=True)) may follow
 
     @staticmethod
     @torch.autograd.function.once_differentiable

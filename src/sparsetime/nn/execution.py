@@ -18,6 +18,8 @@ from ..kernels.backend import numba_available
 from ..kernels.heuristics import prefer_sparse, sparse_execution_supported
 from .base import SparseModule
 from .convert import replace_parameter, sparsify
+from .layout_norm import keep_layout_norms
+from .sparse_conv import SparseConv2d
 from .sparse_store import SparseStore
 
 #: the dense layer types a sparse module can replace
@@ -94,6 +96,8 @@ def convert_to_sparse(model: nn.Module, optimizer: torch.optim.Optimizer,
             new.bias = old_bias
         replace_parameter(optimizer, old_weight, new.weight_values, new.flat_indices())
         converted[name] = new
+    if any(isinstance(m, SparseConv2d) for m in converted.values()):
+        keep_layout_norms(model)  # BatchNorm between sparse convs then keeps their CHWN layout (no copies)
     return converted
 
 

@@ -1,0 +1,100 @@
+"""End to end: a CIFAR ResNet-18 / VGG-16 training step, dense vs sparse execution, on 2 threads.
+
+The dense model and its sparse twin (the same model and seed, driven by
+``DynamicSparsity(execution=...)``: SET, ERK, sparse-aware init; BN layers dense) take turns, step
+by step, on one random CIFAR-shaped batch (3x32x32, 10 classes). A step is forward, backward,
+SGD (momentum 0.9, weight decay 5e-4) and ``sparsifier.step()``. Topology updates run every
+``--every`` steps here; their extra cost is charged at the runner's ΔT (``--delta-t``, 200), so
+``amortised = median step + (median update step - median step) / ΔT``. Prints per-step times, the
+update cost, which layers run sparse, and dense / sparse ratios.
+
+    python bench/bench_cnn.py [--model resnet18|vgg16|both] [--steps 6] [--batch 128] [--threads 2]
+        [--density 0.05] [--execution sparse|auto|masked]
+
+Targets of the performance issue: ResNet-18 at density 0.05 >= 2x, VGG-16 at 0.02 >= 3x.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sparsetime as st
+from sparsetime.models import build_model
+from sparsetime.nn import SparseConv2d, SparseLinear
+
+DEFAULT_DENSITY = {"resnet18": 0.05, "vgg16": 0.02}
+TARGET = {"resnet18": 2.0, "vgg16": 3.0}
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+          sparsifier: st.DynamicSparsity | None = None) -> float:
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sparsifier is not None:
+        sparsifier.step()
+    return time.perf_counter() - t0
+
+
+def measure(name: str, density: float, batch: int, steps: int, every: int, delta_t: int, execution: str) -> None:
+    torch.manual_seed(0)
+    dense = build_model(name, (3, 32, 32), 10)
+    torch.manual_seed(0)
+    sparse = build_model(name, (3, 32, 32), 10)
+    opt_dense = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    opt_sparse = torch.optim.SGD(sparse.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sp = st.DynamicSparsity(sparse, opt_sparse, density=density, distribution="erk", growth="random",
+                            update_interval=every, total_steps=10 * every * (steps + 2), execution=execution)
+    kinds = [type(m).__name__ for m in sparse.modules() if isinstance(m, (SparseConv2d, SparseLinear))]
+    masked = sum(1 for _ in sp.masks) - len(kinds) if hasattr(sp, "masks") else None
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    for _ in range(2):  # warm-up (numba compilation, allocator)
+        _step(dense, opt_dense, x, y)
+        _step(sparse, opt_sparse, x, y, sp)
+    dense_t, sparse_t, update_t = [], [], []
+    n = 0
+    while len(update_t) < max(1, steps // every) or len(sparse_t) < steps:
+        dense_t.append(_step(dense, opt_dense, x, y))
+        before = len(sp.update_history)
+        t = _step(sparse, opt_sparse, x, y, sp)
+        (update_t if len(sp.update_history) > before else sparse_t).append(t)
+        n += 1
+    d, s = statistics.median(dense_t), statistics.median(sparse_t)
+    u = statistics.median(update_t) - s
+    amortised = s + u / delta_t
+    print(f"{name}, density {density:g}, batch {batch}, execution {execution}: {len(kinds)} sparse layers "
+          f"({', '.join(sorted(set(kinds)))}), {masked if masked is not None else '?'} masked")
+    print(f"  dense step {d * 1e3:.0f} ms | sparse step {s * 1e3:.0f} ms ({d / s:.2f}x) | topology update "
+          f"+{u * 1e3:.0f} ms | amortised at ΔT {delta_t}: {amortised * 1e3:.0f} ms, "
+          f"**{d / amortised:.2f}x** (target {TARGET.get(name, float('nan'))}x) [{n} steps each]")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=["resnet18", "vgg16", "both"], default="both")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--every", type=int, default=4, help="a topology update every this many steps here")
+    ap.add_argument("--delta-t", type=int, default=200, help="the update interval the cost is charged at")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--density", type=float, help="default: 0.05 for resnet18, 0.02 for vgg16")
+    ap.add_argument("--execution", choices=["sparse", "auto", "masked"], default="auto")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"threads={torch.get_num_threads()} torch={torch.__version__}")
+    for name in (["resnet18", "vgg16"] if args.model == "both" else [args.model]):
+        measure(name, args.density or DEFAULT_DENSITY[name], args.batch, args.steps, args.every, args.delta_t,
+                args.execution)
+
+
+if __name__ == "__main__":
+    main()
