@@ -3,7 +3,7 @@
 # their reports under docs/results/. Resumable: finished levels and points are skipped on a re-run.
 # About 45 minutes on 2 CPU cores in all (two single-thread lanes took 25 min); run from the repository root:
 #   bash experiments/run_ticket_studies.sh [STUDY ...]   # supermask criteria restarts perturbation transfer
-#                                                        # criteria_mlp restarts_mlp (the MLP, ~40 min more)
+#                                                        # criteria_mlp restarts_mlp (the MLP, ~20 min more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ST=${SPARSETIME:-.venv/bin/sparsetime}
