@@ -48,9 +48,12 @@ def _max_row(row_ptr):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _axpy_cols(v, src, s0, dst, d0, c0, c1, sw, N):  # pragma: no cover - compiled
-    """dst[d0 + ox*N + t] += v * src[s0 + ox*sw*N + t] for ox in [c0, c1), t < N."""
-    if sw == 1:
+def _axpy_cols(v, src, s0, s_step, dst, d0, d_step, c0, c1, N):  # pragma: no cover - compiled
+    """dst[d0 + ox*d_step + t] += v * src[s0 + ox*s_step + t] for ox in [c0, c1), t < N.
+
+    The steps are N for a dense run of columns and stride * N on the strided side of a strided
+    convolution (x in the forward, gx in the input gradient)."""
+    if s_step == N and d_step == N:
         n = (c1 - c0) * N
         sv = src[s0 + c0 * N:s0 + c0 * N + n]
         dv = dst[d0 + c0 * N:d0 + c0 * N + n]
@@ -58,12 +61,34 @@ def _axpy_cols(v, src, s0, dst, d0, c0, c1, sw, N):  # pragma: no cover - compil
             dv[t] += v * sv[t]
     else:
         for ox in range(c0, c1):
-            a = s0 + ox * sw * N
-            b = d0 + ox * N
+            a = s0 + ox * s_step
+            b = d0 + ox * d_step
             sv = src[a:a + N]
             dv = dst[b:b + N]
             for t in range(N):
                 dv[t] += v * sv[t]
+
+
+@njit(cache=True, inline="always")
+def _axpy4(v0, v1, v2, v3, src, a0, a1, a2, a3, s_step, dst, d0, d_step, c0, c1, N):  # pragma: no cover
+    """dst[d0 + ox*d_step + t] += sum over j < 4 of vj * src[aj + ox*s_step + t], ox in [c0, c1): the
+    four terms are summed in registers and the destination is read and written once."""
+    if s_step == N and d_step == N:
+        u0, u1 = c0 * N, c1 * N
+        dv = dst[d0 + u0:d0 + u1]
+        x0, x1 = src[a0 + u0:a0 + u1], src[a1 + u0:a1 + u1]
+        x2, x3 = src[a2 + u0:a2 + u1], src[a3 + u0:a3 + u1]
+        for t in range(u1 - u0):
+            dv[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
+    else:
+        for ox in range(c0, c1):
+            q = ox * s_step
+            d = d0 + ox * d_step
+            dv = dst[d:d + N]
+            x0, x1 = src[a0 + q:a0 + q + N], src[a1 + q:a1 + q + N]
+            x2, x3 = src[a2 + q:a2 + q + N], src[a3 + q:a3 + q + N]
+            for t in range(N):
+                dv[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
 
 
 @njit(cache=True, inline="always")
@@ -149,33 +174,17 @@ def conv2d_fwd(row_ptr, col, val, x, y, bias, has_bias, C, H, W, N, OH, OW, KH, 
                     c0 = max(max(lo[i], lo[i + 1]), max(lo[i + 2], lo[i + 3]))
                     c1 = min(min(hi[i], hi[i + 1]), min(hi[i + 2], hi[i + 3]))
                     if c0 < c1:
-                        v0, v1, v2, v3 = val[idx[i]], val[idx[i + 1]], val[idx[i + 2]], val[idx[i + 3]]
-                        a0, a1, a2, a3 = base[i], base[i + 1], base[i + 2], base[i + 3]
-                        if sw == 1:
-                            u0, u1 = c0 * N, c1 * N
-                            yv = y[yoff + u0:yoff + u1]
-                            x0, x1 = x[a0 + u0:a0 + u1], x[a1 + u0:a1 + u1]
-                            x2, x3 = x[a2 + u0:a2 + u1], x[a3 + u0:a3 + u1]
-                            for t in range(u1 - u0):
-                                yv[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
-                        else:
-                            for ox in range(c0, c1):
-                                q = ox * sw * N
-                                d = yoff + ox * N
-                                yv = y[d:d + N]
-                                x0, x1, x2, x3 = x[a0 + q:a0 + q + N], x[a1 + q:a1 + q + N], x[a2 + q:a2 + q + N], \
-                                    x[a3 + q:a3 + q + N]
-                                for t in range(N):
-                                    yv[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
+                        _axpy4(val[idx[i]], val[idx[i + 1]], val[idx[i + 2]], val[idx[i + 3]], x, base[i], base[i + 1],
+                               base[i + 2], base[i + 3], sw * N, y, yoff, N, c0, c1, N)
                         for j in range(i, i + 4):
-                            _axpy_cols(val[idx[j]], x, base[j], y, yoff, lo[j], c0, sw, N)
-                            _axpy_cols(val[idx[j]], x, base[j], y, yoff, c1, hi[j], sw, N)
+                            _axpy_cols(val[idx[j]], x, base[j], sw * N, y, yoff, N, lo[j], c0, N)
+                            _axpy_cols(val[idx[j]], x, base[j], sw * N, y, yoff, N, c1, hi[j], N)
                     else:
                         for j in range(i, i + 4):
-                            _axpy_cols(val[idx[j]], x, base[j], y, yoff, lo[j], hi[j], sw, N)
+                            _axpy_cols(val[idx[j]], x, base[j], sw * N, y, yoff, N, lo[j], hi[j], N)
                     i += 4
                 for j in range(i, m):
-                    _axpy_cols(val[idx[j]], x, base[j], y, yoff, lo[j], hi[j], sw, N)
+                    _axpy_cols(val[idx[j]], x, base[j], sw * N, y, yoff, N, lo[j], hi[j], N)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -216,42 +225,11 @@ def conv2d_grad_input(t_row_ptr, t_col, vt, gy, gx, C, H, W, N, OH, OW, KH, KW,
                 dst = xoff + (kx * dw - pw) * N
                 i = 0
                 while i + 4 <= m:
-                    v0, v1, v2, v3 = vv[i], vv[i + 1], vv[i + 2], vv[i + 3]
-                    a0, a1, a2, a3 = src[i], src[i + 1], src[i + 2], src[i + 3]
-                    if sw == 1:
-                        u0, u1 = ox0 * N, ox1 * N
-                        xv = gx[dst + u0:dst + u1]
-                        g0, g1, g2, g3 = gy[a0 + u0:a0 + u1], gy[a1 + u0:a1 + u1], gy[a2 + u0:a2 + u1], \
-                            gy[a3 + u0:a3 + u1]
-                        for t in range(u1 - u0):
-                            xv[t] += v0 * g0[t] + v1 * g1[t] + v2 * g2[t] + v3 * g3[t]
-                    else:
-                        for ox in range(ox0, ox1):
-                            d = dst + ox * sw * N
-                            q = ox * N
-                            xv = gx[d:d + N]
-                            g0, g1, g2, g3 = gy[a0 + q:a0 + q + N], gy[a1 + q:a1 + q + N], gy[a2 + q:a2 + q + N], \
-                                gy[a3 + q:a3 + q + N]
-                            for t in range(N):
-                                xv[t] += v0 * g0[t] + v1 * g1[t] + v2 * g2[t] + v3 * g3[t]
+                    _axpy4(vv[i], vv[i + 1], vv[i + 2], vv[i + 3], gy, src[i], src[i + 1], src[i + 2], src[i + 3], N,
+                           gx, dst, sw * N, ox0, ox1, N)
                     i += 4
                 for j in range(i, m):
-                    v = vv[j]
-                    a = src[j]
-                    if sw == 1:
-                        u0, u1 = ox0 * N, ox1 * N
-                        xv = gx[dst + u0:dst + u1]
-                        g0 = gy[a + u0:a + u1]
-                        for t in range(u1 - u0):
-                            xv[t] += v * g0[t]
-                    else:
-                        for ox in range(ox0, ox1):
-                            d = dst + ox * sw * N
-                            q = a + ox * N
-                            xv = gx[d:d + N]
-                            g0 = gy[q:q + N]
-                            for t in range(N):
-                                xv[t] += v * g0[t]
+                    _axpy_cols(vv[j], gy, src[j], N, gx, dst, sw * N, ox0, ox1, N)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
