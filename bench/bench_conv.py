@@ -4,7 +4,8 @@ Times, in this process and interleaved (dense, then each sparse method, repeated
 step of a single layer at the shapes of a CIFAR ResNet-18 (64 channels at 32x32, 128 at 16x16,
 256 at 8x8, 512 at 4x4; stride 1 and the stride-2 downsampling convs) and of VGG-16, batch 128,
 at densities 0.10 / 0.05 / 0.02 / 0.01, and prints dense time / sparse time. Methods:
-``st.nn.SparseConv2d`` (numba direct sparse convolution); SparseProp's ``SparseConv2d`` when the
+``st.nn.SparseConv2d`` (numba direct sparse convolution) from NCHW input and gradient, as after a
+dense layer, and from CHWN ones, as between sparse layers (no transposing copies); SparseProp's ``SparseConv2d`` when the
 ``sparseprop`` package is installed (skipped otherwise), with sparsetime / SparseProp printed;
 ``--baseline FILE`` also times another copy of ``sparsetime/kernels/_numba_conv.py`` (e.g. the
 previous commit's) through the same autograd function, for before/after ratios in one process.
@@ -103,6 +104,15 @@ def bench_layer(c_in: int, c_out: int, size: int, stride: int, batch: int, densi
         "dense": step(dense, [dense.weight, dense.bias]),
         "sparsetime": step(sparse, [sparse.weight_values, sparse.bias]),
     }
+    # between sparse layers (and LayoutBatchNorm2d) activations and gradients arrive in the kernels'
+    # CHWN layout: the same step without the two transposing copies
+    x_chwn = x.detach().permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2).requires_grad_()
+    g_chwn = g.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
+
+    def in_network() -> None:
+        sparse.weight_values.grad = sparse.bias.grad = x_chwn.grad = None
+        sparse(x_chwn).backward(g_chwn)
+    methods["sparsetime, CHWN in/out"] = in_network
     if baseline is not None:
         sparse_step = methods["sparsetime"]
 
