@@ -17,11 +17,8 @@ modules. Every index read from a file is validated before use.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..fileio import atomic_open
 from ..kernels.csr import validate_csr
 from .base import SparseModule
 from .convert import sparsify
@@ -145,24 +143,9 @@ def save_sparse(model: nn.Module | State, path: str | Path, masks: Mapping[str, 
     tensors, metadata = sparse_file_tensors(state, masks, shapes)
     data = _safetensors().save(tensors, metadata=metadata)
     path = Path(path)
-    _write_atomic(path, data)
+    with atomic_open(path, "wb") as fh:  # never a torn file
+        fh.write(data)
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync, then rename over ``path`` (never a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------- reading
