@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sparsetime as st
-from sparsetime.kernels import numba_available, set_backend
+from sparsetime.kernels import set_backend
 from sparsetime.nn import SparseConv2d, SparseLinear
 
 
@@ -105,10 +105,13 @@ def test_regrow_dropped_false_matches_masked(one_thread):
     assert all(torch.equal(a[n], b[n]) for a, b in zip(tm, ts) for n in a)
 
 
+@pytest.mark.parametrize("kernels", ["numba", "torch"])
 @pytest.mark.parametrize("growth", ["random", "gradient"])
-def test_conv_net_sparse_matches_masked(one_thread, growth):
-    if growth == "gradient" and not numba_available():
-        pytest.skip("gradient growth of a sparse convolution needs numba")
+def test_conv_net_sparse_matches_masked(one_thread, growth, kernels, monkeypatch):
+    """Also without numba: RigL's block-wise gradient score of a sparse conv then reads what the
+    torch fallback captured, and the layers still run sparse (no fall back to masked)."""
+    if kernels == "torch":
+        monkeypatch.setenv("SPARSETIME_DISABLE_NUMBA", "1")
 
     def run(execution):
         torch.manual_seed(1)
@@ -124,7 +127,9 @@ def test_conv_net_sparse_matches_masked(one_thread, growth):
 
     lm, sm, _ = run("masked")
     ls, ss, model = run("sparse")
-    assert isinstance(model[0], SparseConv2d) and isinstance(model[5], SparseLinear)
+    assert isinstance(model[0], SparseConv2d) and isinstance(model[2], SparseConv2d)
+    assert isinstance(model[5], SparseLinear)
+    assert set(ss.layer_execution.values()) == {"sparse"}
     torch.testing.assert_close(ls, lm, rtol=1e-9, atol=1e-9)
     assert all(torch.equal(ss.masks[n], sm.masks[n]) for n in sm.layer_names)
 

@@ -120,7 +120,7 @@ def sparse_conv2d(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
 
     ``x``: (N, C, H, W). ``backend`` None: numba when available and x is a CPU float32/64
     tensor, else the dense-scatter torch fallback. ``sink``: as in :func:`sparse_linear`
-    (stores ``"xc"`` and ``"gyc"`` in CHWN layout for RigL growth; numba path only).
+    (stores ``"xc"`` and ``"gyc"`` in CHWN layout for RigL growth, on both paths).
     """
     if len(weight_shape) != 4:
         raise ValueError(f"weight_shape must be (out, in, kh, kw), got {tuple(weight_shape)}")
@@ -142,7 +142,11 @@ def sparse_conv2d(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
     if backend == "torch" or auto == "torch":
         flat = flat_indices(pattern.row_ptr, pattern.col_idx, pattern.shape[1])
         dense = values.new_zeros(pattern.shape[0] * pattern.shape[1]).index_put((flat,), values)
-        return F.conv2d(x, dense.view(weight_shape), bias, *geometry)
+        y = F.conv2d(x, dense.view(weight_shape), bias, *geometry)
+        if sink is not None and y.requires_grad:  # RigL's gradient score, as on the numba path (CHWN)
+            sink["xc"] = _chwn(x.detach())
+            y.register_hook(lambda gy: sink.__setitem__("gyc", _chwn(gy.detach())))
+        return y
     return SparseConv2dFunction.apply(x, values, bias, pattern.row_ptr, pattern.col_idx,
                                       pattern.t_row_ptr, pattern.t_col_idx, pattern.t_perm,
                                       tuple(weight_shape), geometry, sink)

@@ -14,7 +14,6 @@ from torch import nn
 
 from ..core.criteria import GrowthCriterion
 from ..core.store import LayerStore, register_sparse_provider
-from ..kernels.backend import numba_available
 from ..kernels.heuristics import prefer_sparse, sparse_execution_supported
 from .base import SparseModule
 from .convert import replace_parameter, sparsify
@@ -109,10 +108,7 @@ class SparseExecution:
                 if isinstance(m, SparseModule)}
 
     def why_not(self, model: nn.Module, name: str, param: torch.Tensor, growth: GrowthCriterion) -> str | None:
-        reason = why_not_convertible(model, name)
-        if reason is None and growth.sampler is None and param.dim() == 4 and not numba_available():
-            reason = "Conv2d with gradient growth (its block-wise gradient score needs numba)"
-        return reason
+        return why_not_convertible(model, name)
 
     def supports_device(self, device: torch.device) -> bool:
         return sparse_execution_supported(device)
