@@ -5,8 +5,8 @@ step of a single layer at the shapes of a CIFAR ResNet-18 (64 channels at 32x32,
 256 at 8x8, 512 at 4x4; stride 1 and the stride-2 downsampling convs) and of VGG-16, batch 128,
 at densities 0.10 / 0.05 / 0.02 / 0.01, and prints dense time / sparse time. Methods:
 ``st.nn.SparseConv2d`` (numba direct sparse convolution) from NCHW input and gradient, as after a
-dense layer, and from CHWN ones, as between sparse layers (no transposing copies); SparseProp's ``SparseConv2d`` when the
-``sparseprop`` package is installed (skipped otherwise), with sparsetime / SparseProp printed;
+dense layer, and from CHWN ones, as between sparse layers (no transposing copies); SparseProp's
+``SparseConv2d`` when the ``sparseprop`` package is installed (skipped otherwise), with sparsetime / SparseProp printed;
 ``--baseline FILE`` also times another copy of ``sparsetime/kernels/_numba_conv.py`` (e.g. the
 previous commit's) through the same autograd function, for before/after ratios in one process.
 

@@ -10,7 +10,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sparsetime"
 #: lower rank = lower layer; a package may import its own modules and packages of lower rank
-RANKS = {"fileio": 0, "core": 0, "kernels": 1, "nn": 2, "pruning": 3, "models": 3, "data": 3, "train": 4, "experiments": 5,
+RANKS = {"fileio": 0, "core": 0,
+         "kernels": 1, "nn": 2, "pruning": 3, "models": 3, "data": 3, "train": 4, "experiments": 5,
          "integrations": 5, "cli": 6, "__main__": 7}
 MAX_LINES = 420
 

@@ -67,7 +67,8 @@ def test_reinit_restart_keeps_the_mask_but_not_the_init(tmp_path, ticket):
 
 
 def test_random_mask_control_keeps_the_ticket_counts_per_layer_at_other_positions(tmp_path, ticket):
-    assert main(transfer(tmp_path, ticket, "sparsity.options.mask=random", "sparsity.options.restart=reinit")) == EXIT_OK
+    control = ("sparsity.options.mask=random", "sparsity.options.restart=reinit")
+    assert main(transfer(tmp_path, ticket, *control)) == EXIT_OK
     theirs = masks_from_state(load_checkpoint(ticket / "checkpoint.pt")["sparsifier"]["dynamic"])
     ours = masks_from_state(load_checkpoint(only_run(tmp_path) / "checkpoint.pt")["sparsifier"]["dynamic"])
     name = "layers.0.weight"

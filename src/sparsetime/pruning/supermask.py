@@ -4,8 +4,8 @@
 :class:`ScoredMask` learns a mask on frozen weights: a parametrization (``torch.nn.utils.parametrize``)
 that computes ``weight * mask(scores)``, with per-weight scores trained by a straight-through
 estimator. ``edge_popup`` (Ramanujan et al.) keeps the top-k scores of the layer (k = density x
-size) and passes the gradient straight to |scores| (Ramanujan et al. rank by |s|); ``bernoulli`` (Zhou et al.) samples
-m ~ Bernoulli(sigmoid(s)) while training, the gradient passing through sigmoid(s), and evaluates
+size) and passes the gradient straight to |scores| (Ramanujan et al. rank by |s|); ``bernoulli``
+(Zhou et al.) samples m ~ Bernoulli(sigmoid(s)) while training, the gradient passing through sigmoid(s), and evaluates
 the top-k of sigmoid(s) at the target density. The weights themselves are never written.
 
 :func:`supermask_weights` draws the frozen weights. With the model's own init (PyTorch's default
