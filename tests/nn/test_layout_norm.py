@@ -82,3 +82,7 @@ def test_sparse_execution_keeps_the_layout_through_batchnorm_and_relu():
     torch.testing.assert_close(sps[1].masks["3.weight"], sps[0].masks["3.weight"])
     torch.testing.assert_close(sparse[3].to_dense(), masked[3].weight.detach())
     torch.testing.assert_close(sparse[1].running_var, masked[1].running_var)
+    masked.eval()
+    sparse.eval()
+    with torch.no_grad():  # evaluation normalises with the running statistics, in the CHWN layout too
+        torch.testing.assert_close(sparse(x), masked(x))
