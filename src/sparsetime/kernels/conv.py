@@ -143,9 +143,12 @@ def sparse_conv2d(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
         flat = flat_indices(pattern.row_ptr, pattern.col_idx, pattern.shape[1])
         dense = values.new_zeros(pattern.shape[0] * pattern.shape[1]).index_put((flat,), values)
         y = F.conv2d(x, dense.view(weight_shape), bias, *geometry)
-        if sink is not None and y.requires_grad:  # RigL's gradient score, as on the numba path (CHWN)
-            sink["xc"] = _chwn(x.detach())
-            y.register_hook(lambda gy: sink.__setitem__("gyc", _chwn(gy.detach())))
+        if sink is not None and y.requires_grad:  # RigL's gradient score: both tensors, in backward, as numba's
+            xc = _chwn(x.detach())
+
+            def capture(gy: torch.Tensor) -> None:
+                sink["xc"], sink["gyc"] = xc, _chwn(gy.detach())
+            y.register_hook(capture)
         return y
     return SparseConv2dFunction.apply(x, values, bias, pattern.row_ptr, pattern.col_idx,
                                       pattern.t_row_ptr, pattern.t_col_idx, pattern.t_perm,
