@@ -67,7 +67,9 @@ class _Adapted:
     def __getattr__(self, name: str):
         fn = getattr(self.module, name)
         n_params = len(inspect.signature(getattr(fn, "py_func", fn)).parameters)
-        return lambda *args: fn(*args[:n_params])
+        adapted = lambda *args: fn(*args[:n_params])  # noqa: E731
+        setattr(self, name, adapted)  # looked up once, not inside the timed steps
+        return adapted
 
 
 def sparseprop_layer(conv: torch.nn.Conv2d):
