@@ -12,6 +12,7 @@ previous commit's) through the same autograd function, for before/after ratios i
 
     python bench/bench_conv.py [--shapes targets|resnet18|vgg16|all] [--threads 2] [--reps 7]
         [--batch 128] [--densities 0.1,0.05,0.02,0.01] [--baseline OLD_numba_conv.py]
+        [--allocator retain|system]
 
 Targets of the performance issue (128- and 256-channel layers): 2.5x / 4x / 7x / 10x.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import os
 import statistics
 import sys
 import time
@@ -31,6 +33,7 @@ import torch
 from sparsetime.kernels import conv as conv_module
 from sparsetime.kernels import numba_available
 from sparsetime.nn import SparseConv2d
+from sparsetime.train.allocator import ALLOWED, ENV_VAR, retain_freed_memory
 
 # (in channels, out channels, input size, stride)
 RESNET18 = [(64, 64, 32, 1), (64, 128, 32, 2), (128, 128, 16, 1), (128, 256, 16, 2), (256, 256, 8, 1),
@@ -146,14 +149,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--densities", default="0.1,0.05,0.02,0.01")
     ap.add_argument("--baseline", type=Path, help="another _numba_conv.py to time through the same path")
+    ap.add_argument("--allocator", choices=list(ALLOWED), default="retain",
+                    help="retain: freed memory kept for reuse, as the trainer does; system: glibc's malloc as is")
     args = ap.parse_args()
+    os.environ[ENV_VAR] = args.allocator
+    retain_freed_memory()
     if not numba_available():
         raise SystemExit("bench_conv needs numba (the sparse conv kernels); pip install numba")
     torch.set_num_threads(args.threads)
     densities = [float(d) for d in args.densities.split(",")]
     baseline = load_kernels(args.baseline) if args.baseline else None
     has_sp = sparseprop_layer(torch.nn.Conv2d(2, 2, 3, padding=1)) is not None
-    print(f"threads={torch.get_num_threads()} batch={args.batch} reps={args.reps} torch={torch.__version__} "
+    print(f"threads={torch.get_num_threads()} batch={args.batch} reps={args.reps} allocator={args.allocator} "
+          f"torch={torch.__version__} "
           f"sparseprop={'yes' if has_sp else 'not installed'} baseline={args.baseline or '-'}")
     print("| layer | method | " + " | ".join(f"d {d:g}" for d in densities) + " |")
     print("|---|---|" + "---|" * len(densities))

@@ -13,7 +13,8 @@ engine):
 
 Then the peak resident memory (``VmHWM`` on Linux, else ``ru_maxrss``) of a short default job
 (``sparsetime train`` defaults: SET, MLP, Fashion-MNIST, density 0.02; ``epochs=1
-data.train_subset=4096``) run in a fresh subprocess per engine. Needs the Fashion-MNIST files for that part (``--skip-rss`` to leave it out).
+data.train_subset=4096``) run in a fresh subprocess per engine, with the trainer's allocator setting
+(freed memory kept for reuse) and, for masked and sparse, with ``SPARSETIME_ALLOCATOR=system``. Needs the Fashion-MNIST files for that part (``--skip-rss`` to leave it out).
 
     python bench/bench_memory.py [--density 0.02] [--skip-rss]
 """
@@ -130,13 +131,17 @@ print(json.dumps({"maxrss_kib": hwm}))
 """
 
 
-def peak_rss(engine: str, out: Path, numba: bool = True) -> float:
-    """MiB of peak resident memory of a short default run with ``sparsity.execution=engine``."""
-    args = [f"output_dir={out / engine / str(numba)}", "epochs=1", "data.train_subset=4096", "progress=none",
+def peak_rss(engine: str, out: Path, numba: bool = True, allocator: str = "retain") -> float:
+    """MiB of peak resident memory of a short default run with ``sparsity.execution=engine``.
+
+    ``allocator``: ``SPARSETIME_ALLOCATOR`` of the run (``retain``, the trainer's default, keeps
+    freed memory in the process; ``system`` leaves glibc's malloc as it is)."""
+    args = [f"output_dir={out / engine / str(numba) / allocator}", "epochs=1", "data.train_subset=4096", "progress=none",
             "device=cpu", f"sparsity.execution={engine}"]
     env = {k: v for k, v in os.environ.items() if k != "SPARSETIME_DISABLE_NUMBA"}
     if not numba:
         env["SPARSETIME_DISABLE_NUMBA"] = "1"
+    env["SPARSETIME_ALLOCATOR"] = allocator
     proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_kib"] / 1024
 
@@ -157,8 +162,10 @@ def main() -> None:
             rss = {engine: peak_rss(engine, out) for engine in ("masked", "sparse", "auto")}
             # numba's compiler (LLVM) alone takes ~100 MiB once the kernels are imported
             rss["sparse, numba off"] = peak_rss("sparse", out, numba=False)
+            for engine in ("masked", "sparse"):
+                rss[f"{engine}, malloc system"] = peak_rss(engine, out, allocator="system")
         for engine, mib in rss.items():
-            print(f"  sparsity.execution={engine:17s}  {mib:8.1f} MiB  ({mib / rss['masked']:.3f} of masked)")
+            print(f"  sparsity.execution={engine:21s}  {mib:8.1f} MiB  ({mib / rss['masked']:.3f} of masked)")
 
 
 if __name__ == "__main__":

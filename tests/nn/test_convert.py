@@ -88,8 +88,10 @@ def test_auto_execution_heuristic():
     assert prefer_sparse((64, 64, 3, 3), 0.05) == numba_available()
     assert prefer_sparse((256, 256, 3, 3), 0.2) == numba_available()  # in-network (bench_cnn): layouts kept
     assert not prefer_sparse((256, 256, 3, 3), 0.3)                   # dense wins above
-    assert prefer_sparse((512, 256, 1, 1), 0.7) == numba_available()  # a shortcut between sparse layers
-    assert not prefer_sparse((512, 256, 1, 1), 0.9)
+    assert prefer_sparse((512, 256, 1, 1), 0.45) == numba_available()  # a shortcut between sparse layers
+    assert not prefer_sparse((512, 256, 1, 1), 0.6)                   # limit 2^16 / 2^17 weights = 0.5
+    assert prefer_sparse((128, 64, 1, 1), 1.0) == numba_available()   # small 1x1: sparse even when dense
+    assert not prefer_sparse((128, 64, 1, 1), 1.0, "cuda")
     assert not prefer_sparse((16, 16, 3, 3), 0.05)                    # too small
     with pytest.raises(ValueError, match="density"):
         prefer_sparse((10, 10), 0.0)

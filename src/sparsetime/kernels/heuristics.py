@@ -10,7 +10,9 @@ OH * OW * N, so its size threshold is far lower than a linear layer's. Inside a 
 is higher still (``bench/bench_cnn.py``, CIFAR ResNet-18 at ERK density 0.05): a masked conv
 between sparse ones costs transposing copies of its input and output gradient, so running the
 0.11-0.23-dense early layers and the 1x1 shortcuts sparse too took the step from 1.24x to 1.53x
-faster than dense. The torch fallback needs roughly three times sparser linear layers for the same gain
+faster than dense. A masked conv fed CHWN memory is slow in itself (oneDNN reorders it): a 1x1
+stride-2 shortcut took 3x longer than from NCHW, so small 1x1 convs run sparse even when dense
+(:data:`AUTO_CONV_1X1_WEIGHTS`). The torch fallback needs roughly three times sparser linear layers for the same gain
 (and has no sparse convolution).
 """
 from __future__ import annotations
@@ -26,9 +28,11 @@ from .backend import numba_available
 AUTO_MAX_DENSITY = 0.15
 #: density at or below which a convolution runs sparse under ``execution="auto"`` (numba only)
 AUTO_MAX_DENSITY_CONV = 0.25
-#: the same for 1x1 convolutions (ResNet shortcuts): cheap either way, and a masked one between
-#: sparse layers costs two transposing copies of its input and output
-AUTO_MAX_DENSITY_CONV_1X1 = 0.8
+#: 1x1 convolutions (ResNet shortcuts) run sparse up to density min(1, this / weights), at any
+#: size. Measured (``SparseConv2d`` vs ``nn.Conv2d``, fwd + both gradients): from CHWN input, as between sparse layers,
+#: a masked 1x1 stride-2 conv costs 105 / 32 / 22 ms (64->128 at 32x32, 128->256 at 16x16, 256->512
+#: at 8x8, batch 128) against 33 / 30 / 37 ms sparse at density 1: break-even near density 3 / 1 / 0.55
+AUTO_CONV_1X1_WEIGHTS = 1 << 16
 #: minimum dense size (number of weights) of a linear layer for sparse execution under ``"auto"``
 AUTO_MIN_WEIGHTS = 1 << 18
 #: the same for a convolution (64 -> 64 channels, 3x3, is 36,864 weights)
@@ -54,8 +58,9 @@ def prefer_sparse(weight_shape: Sequence[int], density: float, device: torch.dev
     if not sparse_execution_supported(device):
         return False
     if len(shape) == 4:
-        limit = AUTO_MAX_DENSITY_CONV_1X1 if shape[2:] == (1, 1) else AUTO_MAX_DENSITY_CONV
-        return numba_available() and density <= limit and math.prod(shape) >= AUTO_MIN_WEIGHTS_CONV
+        if shape[2:] == (1, 1):
+            return numba_available() and density <= min(1.0, AUTO_CONV_1X1_WEIGHTS / math.prod(shape))
+        return numba_available() and density <= AUTO_MAX_DENSITY_CONV and math.prod(shape) >= AUTO_MIN_WEIGHTS_CONV
     if math.prod(shape) < AUTO_MIN_WEIGHTS:
         return False
     limit = AUTO_MAX_DENSITY if numba_available() else AUTO_MAX_DENSITY / 3

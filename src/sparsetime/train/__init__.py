@@ -1,4 +1,5 @@
 """Training runs: config, method registry, trainer, checkpoints, run directories, FLOPs and logging set-up."""
+from .allocator import retain_freed_memory
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import (Config, DataConfig, OptimConfig, ScheduleConfig, SparsityConfig, apply_overrides,
                      config_hash, config_to_yaml, load_config, run_directory, valid_keys)
@@ -17,5 +18,5 @@ __all__ = [
     "config_to_yaml", "load_config", "run_directory", "valid_keys", "resolve_config", "resolve_device",
     "count_layer_flops", "inference_flops", "mask_densities", "SparsifierContext", "SparsityMethod",
     "available_methods", "get_method", "register_method", "resolve_sparsity", "RunDir", "RunResult", "train",
-    "resume", "NonFiniteLossError", "Trainer", "atomic_write_text", "load_checkpoint", "save_checkpoint",
+    "resume", "retain_freed_memory", "NonFiniteLossError", "Trainer", "atomic_write_text", "load_checkpoint", "save_checkpoint",
 ]
