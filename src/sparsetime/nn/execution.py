@@ -18,6 +18,7 @@ from ..kernels.heuristics import prefer_sparse, sparse_execution_supported
 from .base import SparseModule
 from .convert import replace_parameter, sparsify
 from .layout_norm import keep_layout_norms
+from .layout_pool import keep_layout_pools
 from .sparse_conv import SparseConv2d
 from .sparse_store import SparseStore
 
@@ -96,7 +97,8 @@ def convert_to_sparse(model: nn.Module, optimizer: torch.optim.Optimizer,
         replace_parameter(optimizer, old_weight, new.weight_values, new.flat_indices())
         converted[name] = new
     if any(isinstance(m, SparseConv2d) for m in converted.values()):
-        keep_layout_norms(model)  # BatchNorm between sparse convs then keeps their CHWN layout (no copies)
+        keep_layout_norms(model)  # BatchNorm and max pooling between sparse convs then keep their CHWN
+        keep_layout_pools(model)  # layout (no copies, no slow strided paths)
     return converted
 
 

@@ -6,13 +6,16 @@ contiguous NCHW (and runs its slow strided path doing so), which costs the next 
 a transposing copy of its input and of its output gradient. Per-channel statistics over (N, H, W)
 are the same numbers as over the H*W*N values of one channel's contiguous CHWN block, so
 :class:`LayoutBatchNorm2d` normalises the memory viewed as (1, C, H*W*N, 1) and returns the result
-in the input's layout. Everything else (running statistics, momentum, eval mode, state_dict) is
-``nn.BatchNorm2d``'s own.
+in the input's layout, as a tensor of its own rather than a view (an in-place ReLU after a view
+costs a copy of the gradient, see :mod:`sparsetime.kernels.layout`). Everything else (running
+statistics, momentum, eval mode, state_dict) is ``nn.BatchNorm2d``'s own.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..kernels.layout import permuted
 
 
 def is_chwn(x: torch.Tensor) -> bool:
@@ -28,7 +31,7 @@ class LayoutBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         n, c, h, w = x.shape
         flat = x.permute(1, 2, 3, 0).reshape(1, c, h * w * n, 1)  # a view: no copy
-        return super().forward(flat).view(c, h, w, n).permute(3, 0, 1, 2)
+        return permuted(super().forward(flat), (c, h, w, n), (3, 0, 1, 2))
 
 
 def keep_layout_norms(model: nn.Module) -> int:
