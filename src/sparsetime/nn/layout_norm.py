@@ -39,9 +39,15 @@ def keep_layout_norms(model: nn.Module) -> int:
 
     Only the class changes: parameters, buffers and every reference to them (optimizers, hooks)
     stay the same objects. Returns the number of modules changed."""
+    return swap_exact_class(model, nn.BatchNorm2d, LayoutBatchNorm2d)
+
+
+def swap_exact_class(model: nn.Module, plain: type[nn.Module], layout: type[nn.Module]) -> int:
+    """Set ``__class__`` to ``layout`` on every module of ``model`` whose class is exactly ``plain``
+    (not a subclass: a user's own subclass keeps its forward); returns how many changed."""
     changed = 0
     for module in model.modules():
-        if type(module) is nn.BatchNorm2d:
-            module.__class__ = LayoutBatchNorm2d
+        if type(module) is plain:
+            module.__class__ = layout
             changed += 1
     return changed

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels.layout import permuted
-from .layout_norm import is_chwn
+from .layout_norm import is_chwn, swap_exact_class
 
 
 class LayoutMaxPool2d(nn.MaxPool2d):
@@ -34,9 +34,4 @@ class LayoutMaxPool2d(nn.MaxPool2d):
 def keep_layout_pools(model: nn.Module) -> int:
     """Make every plain ``nn.MaxPool2d`` of ``model`` a :class:`LayoutMaxPool2d`, in place; returns
     the number of modules changed (only the class changes: same settings, no state)."""
-    changed = 0
-    for module in model.modules():
-        if type(module) is nn.MaxPool2d:
-            module.__class__ = LayoutMaxPool2d
-            changed += 1
-    return changed
+    return swap_exact_class(model, nn.MaxPool2d, LayoutMaxPool2d)
