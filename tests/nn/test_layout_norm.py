@@ -10,7 +10,8 @@ from torch import nn
 
 import sparsetime as st
 from sparsetime.nn import LayoutBatchNorm2d, SparseConv2d, keep_layout_norms
-from sparsetime.nn.layout_norm import is_chwn
+from sparsetime.kernels.layout import to_chwn
+from sparsetime.nn.layout_norm import enter_layout_after_dense_convs, is_chwn
 
 
 def chwn(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -86,3 +87,84 @@ def test_sparse_execution_keeps_the_layout_through_batchnorm_and_relu():
     sparse.eval()
     with torch.no_grad():  # evaluation normalises with the running statistics, in the CHWN layout too
         torch.testing.assert_close(sparse(x), masked(x))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "chwn"])
+def test_to_chwn_is_a_differentiable_transposing_copy(layout):
+    base = torch.randn(3, 4, 5, 2, dtype=torch.float64)
+    x = {"nchw": base, "channels_last": base.to(memory_format=torch.channels_last),
+         "chwn": base.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)}[layout].requires_grad_()
+    y = to_chwn(x)
+    assert is_chwn(y) and (y is x) == (layout == "chwn")
+    assert torch.equal(y, base)
+    gy = torch.randn(3, 4, 5, 2, dtype=torch.float64)
+    (y * gy).sum().backward()
+    assert torch.equal(x.grad, gy)
+
+
+class _StemBlockNet(nn.Module):
+    """A dense stem conv, BN, ReLU, then a residual block of two convs with an identity shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem_bn(self.stem(x)))
+        out = F.relu(self.bn1(self.conv1(h)))
+        out = F.relu(self.bn2(self.conv2(out)) + h)
+        return self.fc(out.mean((2, 3)))
+
+
+def test_the_batchnorm_after_a_dense_stem_enters_the_layout_and_training_matches_the_masked_engine():
+    """The stem's BN is marked, transposes once, and the shortcut's addition meets one layout; two
+    topology updates later weights, masks and statistics equal the masked engine's."""
+    torch.manual_seed(0)
+    masked = _StemBlockNet().double()
+    sparse = copy.deepcopy(masked)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (masked, sparse)]
+    sps = [st.DynamicSparsity(m, o, density=0.4, distribution="uniform", update_interval=2, total_steps=10,
+                              execution=e, dense_layers=["stem", "fc"], seed=4)
+           for m, o, e in zip((masked, sparse), opts, ("masked", "sparse"))]
+    assert isinstance(sparse.conv1, SparseConv2d) and type(sparse.stem) is nn.Conv2d
+    assert [sparse.stem_bn.enters_layout, sparse.bn1.enters_layout, sparse.bn2.enters_layout] == [True, False, False]
+    seen = []
+    sparse.stem_bn.register_forward_hook(lambda mod, args, out: seen.append((is_chwn(args[0]), is_chwn(out))))
+    sparse.conv1.register_forward_pre_hook(lambda mod, args: seen.append((is_chwn(args[0]),)))
+    x = torch.randn(6, 3, 5, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,))
+    for _ in range(4):
+        for model, opt, sp in zip((masked, sparse), opts, sps):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sp.step()
+    assert seen[:2] == [(False, True), (True,)]  # NCHW in from the dense stem, CHWN out, CHWN into conv1
+    assert len(sps[1].update_history) == 2
+    for name in ("conv1", "conv2"):
+        torch.testing.assert_close(sps[1].masks[f"{name}.weight"], sps[0].masks[f"{name}.weight"])
+        torch.testing.assert_close(getattr(sparse, name).to_dense(), getattr(masked, name).weight.detach())
+    torch.testing.assert_close(sparse.stem.weight, masked.stem.weight)
+    torch.testing.assert_close(sparse.stem_bn.running_var, masked.stem_bn.running_var)
+
+
+def test_only_batchnorms_between_a_dense_conv_and_a_sparse_one_enter_the_layout():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),   # dense -> dense
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),   # dense -> sparse
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),   # sparse -> sparse
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),   # sparse -> sparse
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8),              # sparse, then none
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    st.DynamicSparsity(net, opt, density=0.5, distribution="uniform", update_interval=2, total_steps=10,
+                       execution="sparse", dense_layers=["0", "3", "16"])
+    assert [type(net[i]) for i in (0, 3, 6, 9, 12)] == [nn.Conv2d, nn.Conv2d] + [SparseConv2d] * 3
+    assert [i for i, m in enumerate(net) if getattr(m, "enters_layout", False)] == [4]
+    assert enter_layout_after_dense_convs(nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2))) == []

@@ -113,6 +113,7 @@ def test_random_shapes_match_dense_conv_for_every_channel_block(backend, block_b
     with border tails), empty rows and columns, stride 2, padding, batch 1 and non-contiguous inputs."""
     from sparsetime.kernels import conv as conv_module
     monkeypatch.setattr(conv_module, "L2_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(conv_module, "MIN_BLOCK_NONZEROS", 0)  # the block is what L2_BLOCK_BYTES says
     gen = torch.Generator().manual_seed(7)
     for trial in range(6):
         o, c = (int(v) for v in torch.randint(1, 9, (2,), generator=gen))
@@ -129,6 +130,18 @@ def test_random_shapes_match_dense_conv_for_every_channel_block(backend, block_b
         if trial % 2:
             x = torch.randn(batch, c, 6, 7 + trial, dtype=torch.float64).transpose(2, 3)  # non-contiguous
         _check(mask, w, x, torch.randn(o, dtype=torch.float64), backend, stride, padding)
+
+
+def test_channel_block_fits_l2_unless_that_leaves_too_few_nonzeros_per_row():
+    from sparsetime.kernels.conv import L2_BLOCK_BYTES, MIN_BLOCK_NONZEROS, channel_block
+
+    row_bytes = 3 * 16 * 128 * 4  # 3 rows of a 16-wide, batch-128 float32 channel: 24 KiB
+    assert L2_BLOCK_BYTES // row_bytes == 16
+    assert channel_block(3, 16, 128, 4, 128) == 16  # no density given: L2 alone
+    assert channel_block(3, 16, 128, 4, 128, 9 * 0.1) == 18  # ceil(16 / 0.9)
+    assert MIN_BLOCK_NONZEROS == 16 and channel_block(3, 16, 128, 4, 128, 9 * 0.5) == 16  # L2 fit has enough
+    assert channel_block(3, 16, 128, 4, 128, 9 * 0.01) == 128  # ceil(16 / 0.09) = 178, capped at C
+    assert channel_block(3, 1 << 20, 128, 4, 5) == 1  # rows larger than L2: one channel
 
 
 def test_in_place_relu_may_follow_sparse_layers(backend):

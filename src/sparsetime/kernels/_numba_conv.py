@@ -15,7 +15,8 @@ is loaded for four dot products (weight gradient), so each row segment is read a
 per four nonzeros instead of once per nonzero. The four segments differ at most in their first and
 last columns (padding): the common range is blocked and the few border columns are done one
 nonzero at a time. The forward and the weight gradient take the input channels in blocks
-(``cblock``, sized by the caller so that a block's activation rows fit in L2): every output channel
+(``cblock``, sized by the caller so that a block's activation rows fit in L2, or larger at low
+density, so that a block still holds enough nonzeros of each weight row to group them by four): every output channel
 reads the block's rows before the next block is touched, instead of streaming all of x from L3
 once per output channel.
 Importing this module requires numba.

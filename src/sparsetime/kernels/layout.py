@@ -47,6 +47,20 @@ class _Permuted(torch.autograd.Function):
         return g.permute(inverse).reshape(ctx.in_shape), None, None
 
 
+def to_chwn(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) ``x`` as a permuted view of contiguous CHWN memory: ``x`` itself when it already
+    is one, else a transposing copy (differentiable; its backward transposes the gradient back).
+
+    A contiguous ``x`` is copied as the 2-D transpose (N, CHW) -> (CHW, N), which PyTorch does about
+    twice as fast as the equivalent 4-D permute."""
+    if x.permute(1, 2, 3, 0).is_contiguous():
+        return x
+    if x.is_contiguous():
+        n, c, h, w = x.shape
+        return x.reshape(n, c * h * w).t().contiguous().view(c, h, w, n).permute(3, 0, 1, 2)
+    return x.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)
+
+
 def permuted(t: torch.Tensor, shape: Sequence[int], dims: Sequence[int]) -> torch.Tensor:
     """``t.view(shape).permute(dims)``, differentiable, returned as a non-view tensor over t's memory."""
     return _Permuted.apply(t, tuple(shape), tuple(dims))

@@ -17,7 +17,7 @@ from ..core.store import LayerStore, register_sparse_provider
 from ..kernels.heuristics import prefer_sparse, sparse_execution_supported
 from .base import SparseModule
 from .convert import replace_parameter, sparsify
-from .layout_norm import keep_layout_norms
+from .layout_norm import enter_layout_after_dense_convs, keep_layout_norms
 from .layout_pool import keep_layout_pools
 from .sparse_conv import SparseConv2d
 from .sparse_store import SparseStore
@@ -99,6 +99,7 @@ def convert_to_sparse(model: nn.Module, optimizer: torch.optim.Optimizer,
     if any(isinstance(m, SparseConv2d) for m in converted.values()):
         keep_layout_norms(model)  # BatchNorm and max pooling between sparse convs then keep their CHWN
         keep_layout_pools(model)  # layout (no copies, no slow strided paths)
+        enter_layout_after_dense_convs(model)  # and the stem's BatchNorm makes it CHWN once
     return converted
 
 
