@@ -1,6 +1,7 @@
 """Fixtures of the sparse-module tests."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sparsetime.core.criteria import get_drop, get_growth
 from sparsetime.core.exploration import ExplorationTracker
@@ -26,3 +27,20 @@ def _store_update(layer: SparseModule, k: int, growth: str = "random", generator
 def store_update():
     """``store_update(layer, k, growth, generator, optimizer, regrow_dropped, fired)`` -> (update, tracker)."""
     return _store_update
+
+
+def _train_twins(models, optimizers, sparsifiers, x: torch.Tensor, y: torch.Tensor, steps: int = 4) -> None:
+    """``steps`` training steps (cross-entropy, backward, optimizer, sparsifier), the models in turn."""
+    for _ in range(steps):
+        for model, opt, sp in zip(models, optimizers, sparsifiers):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sp.step()
+
+
+@pytest.fixture
+def train_twins():
+    """``train_twins(models, optimizers, sparsifiers, x, y, steps=4)``: the models trained step by step in turn."""
+    return _train_twins

@@ -51,7 +51,7 @@ def test_matches_batchnorm_in_training_and_eval_and_keeps_the_layout(momentum):
     assert ours.state_dict().keys() == reference.state_dict().keys()
 
 
-def test_sparse_execution_keeps_the_layout_through_batchnorm_and_relu():
+def test_sparse_execution_keeps_the_layout_through_batchnorm_and_relu(train_twins):
     """A conv-BN-ReLU-conv stack under sparse execution: the second conv gets CHWN memory, no copy,
     and the training step matches the masked engine on a twin model."""
     torch.manual_seed(0)
@@ -72,13 +72,7 @@ def test_sparse_execution_keeps_the_layout_through_batchnorm_and_relu():
     sparse[3].register_forward_pre_hook(lambda mod, args: seen.append(is_chwn(args[0])))
     x = torch.randn(6, 8, 5, 5, dtype=torch.float64)
     y = torch.randint(0, 3, (6,))
-    for _ in range(4):  # two topology updates
-        for model, opt, sp in zip((masked, sparse), opts, sps):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sp.step()
+    train_twins((masked, sparse), opts, sps, x, y)  # two topology updates
     assert seen and all(seen)
     torch.testing.assert_close(sps[1].masks["3.weight"], sps[0].masks["3.weight"])
     torch.testing.assert_close(sparse[3].to_dense(), masked[3].weight.detach())
@@ -122,7 +116,7 @@ class _StemBlockNet(nn.Module):
         return self.fc(out.mean((2, 3)))
 
 
-def test_the_batchnorm_after_a_dense_stem_enters_the_layout_and_training_matches_the_masked_engine():
+def test_the_batchnorm_after_a_dense_stem_enters_the_layout_and_training_matches_the_masked_engine(train_twins):
     """The stem's BN is marked, transposes once, and the shortcut's addition meets one layout; two
     topology updates later weights, masks and statistics equal the masked engine's."""
     torch.manual_seed(0)
@@ -139,13 +133,7 @@ def test_the_batchnorm_after_a_dense_stem_enters_the_layout_and_training_matches
     sparse.conv1.register_forward_pre_hook(lambda mod, args: seen.append((is_chwn(args[0]),)))
     x = torch.randn(6, 3, 5, 5, dtype=torch.float64)
     y = torch.randint(0, 3, (6,))
-    for _ in range(4):
-        for model, opt, sp in zip((masked, sparse), opts, sps):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sp.step()
+    train_twins((masked, sparse), opts, sps, x, y)
     assert seen[:2] == [(False, True), (True,)]  # NCHW in from the dense stem, CHWN out, CHWN into conv1
     assert len(sps[1].update_history) == 2
     for name in ("conv1", "conv2"):

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import sparsetime as st
@@ -60,7 +59,7 @@ def test_an_in_place_relu_after_batchnorm_gets_a_plain_tensor_and_the_reference_
     torch.testing.assert_close(ours[0].weight.grad, reference[0].weight.grad)
 
 
-def test_vgg_style_stack_with_in_place_relu_and_pooling_trains_as_the_masked_engine():
+def test_vgg_style_stack_with_in_place_relu_and_pooling_trains_as_the_masked_engine(train_twins):
     """conv-BN-ReLU(inplace)-pool blocks under sparse execution: every layer between sparse convs
     keeps CHWN, and two topology updates later weights, masks and statistics equal the masked run."""
     torch.manual_seed(0)
@@ -79,13 +78,7 @@ def test_vgg_style_stack_with_in_place_relu_and_pooling_trains_as_the_masked_eng
     sparse[4].register_forward_pre_hook(lambda mod, args: seen.append(is_chwn(args[0])))
     x = torch.randn(6, 4, 7, 7, dtype=torch.float64)
     y = torch.randint(0, 3, (6,))
-    for _ in range(4):
-        for model, opt, sp in zip((masked, sparse), opts, sps):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sp.step()
+    train_twins((masked, sparse), opts, sps, x, y)
     assert seen and all(seen)
     assert len(sps[1].update_history) == len(sps[0].update_history) == 2
     torch.testing.assert_close(sps[1].masks["4.weight"], sps[0].masks["4.weight"])

@@ -69,7 +69,7 @@ def enter_layout_after_dense_convs(model: nn.Module) -> list[str]:
     module here accepts both layouts (code that calls ``.view`` on the output needs ``.reshape``,
     as after any sparse convolution)."""
     marked: list[str] = []
-    previous_conv: nn.Module | None = None
+    after_dense_conv = False
     pending: list[tuple[str, LayoutBatchNorm2d]] = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, SparseConv2d)):
@@ -78,8 +78,8 @@ def enter_layout_after_dense_convs(model: nn.Module) -> list[str]:
                     norm.enters_layout = True
                     marked.append(norm_name)
             pending = []
-            previous_conv = module
-        elif type(module) is LayoutBatchNorm2d and isinstance(previous_conv, nn.Conv2d):
+            after_dense_conv = isinstance(module, nn.Conv2d)
+        elif type(module) is LayoutBatchNorm2d and after_dense_conv:
             pending.append((name, module))
     return marked
 
