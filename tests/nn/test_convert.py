@@ -92,7 +92,9 @@ def test_auto_execution_heuristic():
     assert not prefer_sparse((512, 256, 1, 1), 0.6)                   # limit 2^16 / 2^17 weights = 0.5
     assert prefer_sparse((128, 64, 1, 1), 1.0) == numba_available()   # small 1x1: sparse even when dense
     assert not prefer_sparse((128, 64, 1, 1), 1.0, "cuda")
-    assert not prefer_sparse((16, 16, 3, 3), 0.05)                    # too small
+    assert prefer_sparse((16, 16, 3, 3), 0.05) == numba_available()   # small convs win at batch 128
+    assert prefer_sparse((50, 20, 5, 5), 0.04) == numba_available()   # LeNet-5's conv2
+    assert not prefer_sparse((16, 3, 3, 3), 0.1)                      # an RGB stem: below 2^10 weights
     with pytest.raises(ValueError, match="density"):
         prefer_sparse((10, 10), 0.0)
     with pytest.raises(ValueError, match="weight_shape"):

@@ -84,3 +84,32 @@ def test_vgg_style_stack_with_in_place_relu_and_pooling_trains_as_the_masked_eng
     torch.testing.assert_close(sps[1].masks["4.weight"], sps[0].masks["4.weight"])
     torch.testing.assert_close(sparse[4].to_dense(), masked[4].weight.detach())
     torch.testing.assert_close(sparse[5].running_mean, masked[5].running_mean)
+
+
+def test_lenet5_under_auto_runs_conv2_sparse_pools_its_layout_and_trains_as_the_masked_engine(train_twins):
+    """The registry's LeNet-5: "auto" runs its 20->50 5x5 conv (25,000 weights) sparse, the pool
+    after it is a module swapped for the layout pool (CHWN in and out), and training equals masked."""
+    from sparsetime.kernels import numba_available
+    from sparsetime.models import build_model
+
+    if not numba_available():
+        pytest.skip("execution='auto' runs convolutions sparse with numba only")
+    torch.manual_seed(0)
+    net = build_model("lenet5", (1, 16, 16), 10).double()
+    masked, sparse = net, copy.deepcopy(net)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (masked, sparse)]
+    sps = [st.DynamicSparsity(m, o, density=0.05, distribution="uniform", update_interval=2, total_steps=10,
+                              execution=e, seed=2) for m, o, e in zip((masked, sparse), opts, ("masked", "auto"))]
+    assert sps[1].layer_execution == {"conv1.weight": "masked", "conv2.weight": "sparse", "fc3.weight": "masked",
+                                      "fc4.weight": "masked"}
+    assert type(sparse.pool2) is LayoutMaxPool2d
+    layouts = []
+    sparse.pool2.register_forward_hook(lambda mod, args, out: layouts.append((is_chwn(args[0]), is_chwn(out))))
+    x = torch.randn(8, 1, 16, 16, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,))
+    train_twins((masked, sparse), opts, sps, x, y)
+    assert layouts and all(layout == (True, True) for layout in layouts)
+    assert len(sps[1].update_history) == len(sps[0].update_history) == 2
+    torch.testing.assert_close(sps[1].masks["conv2.weight"], sps[0].masks["conv2.weight"])
+    torch.testing.assert_close(sparse.conv2.to_dense(), masked.conv2.weight.detach())
+    torch.testing.assert_close(sparse(x), masked(x))

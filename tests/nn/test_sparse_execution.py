@@ -267,6 +267,61 @@ def test_auto_runs_large_sparse_layers_sparse_and_the_rest_masked():
     assert set(sp2.layer_execution.values()) == {"masked"}
 
 
+def test_a_pinned_plan_replaces_the_auto_rule_and_a_saved_model_reloads_with_it(one_thread):
+    # auto alone keeps this small MLP masked (4096 weights < 2^18); the plan saved with a model whose
+    # middle layer ran sparse rebuilds exactly that model, whose state_dict then loads
+    kw = dict(density=0.1, distribution="uniform", growth="random", update_interval=10, total_steps=60, seed=3)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sp = st.DynamicSparsity(model, opt, execution="auto", **kw)
+    assert set(sp.layer_execution.values()) == {"masked"}
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sp = st.DynamicSparsity(model, opt, execution="auto", sparse_layers=["2.weight"], **kw)
+    assert sp.layer_execution == {"0.weight": "masked", "2.weight": "sparse", "4.weight": "masked"}
+    x, y = _data()
+    _fit(model, opt, sp, x, y, 1, 25, 16)
+    saved = {"model": model.state_dict(), "opt": opt.state_dict(), "sp": sp.state_dict()}
+    assert st.nn.stored_sparse_layers(saved["model"]) == {"2.weight"}
+    model2 = _mlp(seed=5)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9)
+    sp2 = st.DynamicSparsity(model2, opt2, execution="auto",
+                             sparse_layers=st.nn.stored_sparse_layers(saved["model"]), **kw)
+    model2.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    sp2.load_state_dict(saved["sp"])
+    assert isinstance(model2[2], SparseLinear) and isinstance(model2[0], nn.Linear)
+    torch.testing.assert_close(model2(x[:8]), model(x[:8]), rtol=0, atol=0)
+    # "sparse" takes a plan too: the unnamed layers stay masked
+    model3 = _mlp()
+    sp3 = st.DynamicSparsity(model3, torch.optim.SGD(model3.parameters(), lr=0.1), execution="sparse",
+                             sparse_layers=set(), **kw)
+    assert set(sp3.layer_execution.values()) == {"masked"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sparse_layers=["2.weight", "9.weight"]), r"sparse_layers names 9\.weight, which are not sparse layers"),
+    (dict(sparse_layers="2.weight"), "sparse_layers must be a collection of weight names"),
+    (dict(sparse_layers=["2.weight"], execution="masked"), "needs execution='auto' or 'sparse'"),
+    (dict(sparse_layers=["2.weight"], growth="momentum"), r"pins 2\.weight to sparse execution, which cannot run"),
+])
+def test_bad_pinned_plans_are_refused_before_the_model_changes(kwargs, message):
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=message):
+        st.DynamicSparsity(model, opt, density=0.1, update_interval=10, total_steps=100,
+                           **{"execution": "auto", **kwargs})
+    assert all(isinstance(model[i], nn.Linear) for i in (0, 2, 4))
+
+
+def test_a_pinned_layer_without_kernels_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=2))
+    with pytest.raises(ValueError, match=r"pins 1\.weight to sparse execution, but it cannot run sparse: Conv2d "
+                                         "with groups=2"):
+        st.DynamicSparsity(model, torch.optim.SGD(model.parameters(), lr=0.1), density=0.3, execution="auto",
+                           sparse_layers=["1.weight"], update_interval=None)
+
+
 def test_bias_and_optimizer_references_survive_conversion():
     model = _mlp()
     bias = model[0].bias

@@ -78,7 +78,7 @@ def test_auto_without_kernels_on_the_device_stays_masked_with_a_warning():
     model = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 10))
     params = {"0.weight": model[0].weight, "1.weight": model[1].weight}
     opts = SimpleNamespace(execution="auto", growth=criteria.GROWTH["random"], redistribution=False,
-                           grad_accumulation=1)
+                           grad_accumulation=1, sparse_layers=None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         chosen = plan_execution(model, params, {n: 0.02 for n in params}, opts, _NoKernelsHere(), {})

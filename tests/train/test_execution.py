@@ -78,6 +78,45 @@ def test_sparse_run_resumes_bit_identically(tmp_path, monkeypatch):
     assert mine == theirs
 
 
+@pytest.mark.parametrize("rule_when_written", ["every layer sparse", "today's rule"])
+def test_an_auto_run_resumes_on_the_plan_its_checkpoint_was_written_with(tmp_path, monkeypatch, rule_when_written):
+    # execution="auto" picks layers by a speed rule that a later version may change; the checkpoint
+    # stores the sparse modules it was written with, and resuming rebuilds exactly those (today's
+    # rule keeps this small MLP masked; the other rule stands for a version that picks every layer)
+    from sparsetime.nn import SparseExecution, stored_sparse_layers
+
+    def every_layer_sparse() -> None:
+        monkeypatch.setattr(SparseExecution, "prefers", lambda self, shape, density, device: True)
+
+    extra = ["epochs=3", "sparsity.update_interval=2"]
+    if rule_when_written == "every layer sparse":
+        every_layer_sparse()
+    reference = train(tiny(tmp_path / "a", *extra))
+    original = trainer_module.Trainer._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "b", *extra))
+    monkeypatch.undo()
+    run = next((tmp_path / "b").iterdir())
+    written = stored_sparse_layers(load_checkpoint(run / "checkpoint.pt")["model"])
+    if rule_when_written == "every layer sparse":
+        assert written == {"layers.0.weight", "layers.1.weight", "layers.2.weight"}
+    else:
+        assert written == set()
+        every_layer_sparse()  # the rule changed between the kill and the resume
+    resumed = resume(run)
+    assert _plain(resumed.summary) == _plain(reference.summary)
+    assert stored_sparse_layers(load_checkpoint(run / "checkpoint.pt")["model"]) == written
+
+
 @pytest.mark.parametrize("override, message", [
     ("sparsity.execution=gpu", "sparsity.execution='gpu' is not known; allowed: masked, sparse, auto"),
     ("sparsity.method=gmp", "not supported by method 'gmp'"),

@@ -4,7 +4,9 @@
 provider can run (``nn.Linear``/``nn.Conv2d`` on CPU, not tied, not read as ``.weight`` by a
 parent such as ``nn.MultiheadAttention``); the others stay masked with a warning. "auto" converts
 only the layers where the provider says sparse is faster; on a device without sparse kernels
-(CUDA) it keeps them masked and warns about those that would have run sparse on a CPU. Options
+(CUDA) it keeps them masked and warns about those that would have run sparse on a CPU.
+``sparse_layers`` replaces that decision by a recorded one (a checkpoint's), which must be possible
+here: resuming never depends on which layers today's rule would pick. Options
 that need dense state (a growth score over every position, redistribution, accumulated
 gradients) keep "auto" runs masked and are refused by "sparse".
 """
@@ -40,8 +42,17 @@ def plan_execution(model: nn.Module, params: Mapping[str, nn.Parameter], densiti
                    opts: SparsityOptions, provider: SparseProvider | None,
                    prebuilt: Mapping[str, object]) -> list[str]:
     """Names of the dense layers to convert to sparse modules (validated, warnings issued)."""
+    pinned = opts.sparse_layers
+    if pinned is not None:
+        unknown = sorted(pinned - set(params) - set(prebuilt))
+        if unknown:
+            raise ValueError(f"sparse_layers names {', '.join(unknown)}, which are not sparse layers of this model "
+                             f"(its sparse layers: {', '.join([*params, *prebuilt]) or 'none'})")
     blocker = dense_state_blocker(opts)
     if blocker is not None:
+        if pinned and pinned - set(prebuilt):
+            raise ValueError(f"sparse_layers pins {', '.join(sorted(pinned - set(prebuilt)))} to sparse execution, "
+                             f"which cannot run {blocker}")
         if prebuilt:
             raise ValueError(f"the model holds sparse modules ({', '.join(prebuilt)}), which cannot run {blocker}")
         if opts.execution == "sparse":
@@ -54,7 +65,15 @@ def plan_execution(model: nn.Module, params: Mapping[str, nn.Parameter], densiti
     chosen, unsupported, off_device = [], {}, {}
     for n, p in params.items():
         reason = provider.why_not(model, n, p, opts.growth)
-        if reason is not None:
+        if pinned is not None:
+            if n not in pinned:
+                continue
+            if reason is None and not provider.supports_device(p.device):
+                reason = f"no sparse kernels on {p.device}"
+            if reason is not None:
+                raise ValueError(f"sparse_layers pins {n} to sparse execution, but it cannot run sparse: {reason}")
+            chosen.append(n)
+        elif reason is not None:
             unsupported[n] = reason
         elif not provider.supports_device(p.device):
             # under "auto", only the layers that would run sparse on a CPU are worth a warning

@@ -5,7 +5,7 @@ half converted. Errors name the bad value and what is allowed.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import criteria, schedules
@@ -38,6 +38,8 @@ class SparsityOptions:
     execution: str
     grad_masking: bool | None
     check_consistency: bool | None = None
+    #: weight names that run sparse instead of what ``execution`` decides (a plan recorded earlier)
+    sparse_layers: frozenset[str] | None = None
 
     @property
     def needs_grad(self) -> bool:
@@ -64,11 +66,25 @@ def _positive_int(label: str, value: object, none_means: str) -> int | None:
     return value
 
 
+def _layer_names(names: object, execution: str) -> frozenset[str] | None:
+    """``sparse_layers`` as a set of weight names (None: not pinned); ValueError when it is not one."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not isinstance(names, Collection) or not all(
+            isinstance(n, str) for n in names):
+        raise ValueError(f"sparse_layers must be a collection of weight names such as ['fc1.weight'] or None, "
+                         f"got {names!r}")
+    if execution == "masked" and names:
+        raise ValueError(f"sparse_layers ({', '.join(sorted(names))}) needs execution='auto' or 'sparse'; "
+                         "execution='masked' runs every layer masked")
+    return frozenset(names)
+
+
 def build_options(*, density, distribution, growth, drop, drop_fraction, drop_schedule, min_drop_fraction,
                   update_interval, total_steps, start_step, stop_fraction, dense_layers, dense_first,
                   dense_last, extra_layers, erk_power, sparse_init, regrow_dropped, redistribution,
                   grad_accumulation, momentum_beta, seed, execution, grad_masking,
-                  check_consistency=None) -> SparsityOptions:
+                  check_consistency=None, sparse_layers=None) -> SparsityOptions:
     """Check every argument of ``DynamicSparsity`` and bundle them; ValueError on the first bad one."""
     if density is not None:
         density = check_density(density)
@@ -81,6 +97,7 @@ def build_options(*, density, distribution, growth, drop, drop_fraction, drop_sc
     schedules.get_schedule(drop_schedule)
     if execution not in EXECUTION_MODES:
         raise ValueError(f"unknown execution {execution!r}; allowed: {', '.join(EXECUTION_MODES)}")
+    sparse_layers = _layer_names(sparse_layers, execution)
     drop_fraction = _fraction("drop_fraction", drop_fraction)
     min_drop_fraction = _fraction("min_drop_fraction", min_drop_fraction)
     if min_drop_fraction > drop_fraction:
@@ -109,4 +126,5 @@ def build_options(*, density, distribution, growth, drop, drop_fraction, drop_sc
         extra_layers=extra_layers, erk_power=float(erk_power), sparse_init=sparse_init,
         regrow_dropped=bool(regrow_dropped), redistribution=bool(redistribution),
         grad_accumulation=grad_accumulation, momentum_beta=float(momentum_beta), seed=int(seed),
-        execution=execution, grad_masking=grad_masking, check_consistency=check_consistency)
+        execution=execution, grad_masking=grad_masking, check_consistency=check_consistency,
+        sparse_layers=sparse_layers)

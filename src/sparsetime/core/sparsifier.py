@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -90,6 +90,12 @@ class DynamicSparsity:
             set over the ranks of the process group and raise ``TopologyMismatchError`` naming the
             layer and the ranks that disagree. None (default): on when a process group of more
             than one rank exists.
+        sparse_layers: under ``execution="auto"`` or ``"sparse"``, run exactly these layers (weight
+            names, e.g. ``"fc1.weight"``) sparse and the others masked, instead of deciding. For
+            resuming: a model state dict holds the sparse modules it was saved with, and a later
+            version's "auto" may choose other layers; ``st.nn.stored_sparse_layers(state_dict)``
+            reads the plan back (the runner does this on resume). ValueError when a name is not a
+            sparse layer of the model or cannot run sparse here.
 
     Under ``torch.distributed`` (DistributedDataParallel) the initial masks and the generator
     state come from rank 0, so every rank trains the same network. Build the sparsifier on every
@@ -127,6 +133,7 @@ class DynamicSparsity:
         execution: str = "masked",
         grad_masking: bool | None = None,
         check_consistency: bool | None = None,
+        sparse_layers: Collection[str] | None = None,
     ) -> None:
         opts = build_options(
             density=density, distribution=distribution, growth=growth, drop=drop, drop_fraction=drop_fraction,
@@ -135,7 +142,7 @@ class DynamicSparsity:
             dense_first=dense_first, dense_last=dense_last, extra_layers=extra_layers, erk_power=erk_power,
             sparse_init=sparse_init, regrow_dropped=regrow_dropped, redistribution=redistribution,
             grad_accumulation=grad_accumulation, momentum_beta=momentum_beta, seed=seed, execution=execution,
-            grad_masking=grad_masking, check_consistency=check_consistency)
+            grad_masking=grad_masking, check_consistency=check_consistency, sparse_layers=sparse_layers)
         self.options, self.schedule = opts, opts.schedule
         self.model, self.optimizer = model, optimizer
         self.generator = torch.Generator().manual_seed(opts.seed)

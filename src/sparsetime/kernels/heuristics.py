@@ -6,7 +6,11 @@ sparsity on layers of a quarter million weights or more; smaller layers are domi
 per-call overhead. The direct sparse convolution (``bench/bench_conv.py``, fwd + both gradients,
 batch 128, the 3x3 layers of a CIFAR ResNet-18) breaks even around density 0.2 and wins from 0.1
 (1.2-1.8x; 1.4-2.6x at 0.05), already on 64-channel layers: a convolution's work per weight is
-OH * OW * N, so its size threshold is far lower than a linear layer's. Inside a network the limit
+OH * OW * N, so its size threshold is far lower than a linear layer's. At batch 128 even the small
+convolutions of a WRN-22-2 or LeNet-5 win (fwd + both gradients, density 0.1, from NCHW / from CHWN:
+16->16 at 32x32 1.3x / 3.4x, 32->64 stride 2 1.0x / 2.6x, LeNet-5's 20->50 5x5 3.0x / 4.7x), and
+keeping them masked cost those networks most of their gain (WRN-22-2 at ERK 0.05 1.47x faster than
+dense with 2^15 weights as the limit, 2.55x with 2^10; LeNet-5 1.05x, 1.58x). Inside a network the limit
 is higher still (``bench/bench_cnn.py``, CIFAR ResNet-18 at ERK density 0.05): a masked conv
 between sparse ones costs transposing copies of its input and output gradient, so running the
 0.11-0.23-dense early layers and the 1x1 shortcuts sparse too took the step from 1.24x to 1.53x
@@ -35,8 +39,12 @@ AUTO_MAX_DENSITY_CONV = 0.25
 AUTO_CONV_1X1_WEIGHTS = 1 << 16
 #: minimum dense size (number of weights) of a linear layer for sparse execution under ``"auto"``
 AUTO_MIN_WEIGHTS = 1 << 18
-#: the same for a convolution (64 -> 64 channels, 3x3, is 36,864 weights)
-AUTO_MIN_WEIGHTS_CONV = 1 << 15
+#: the same for a convolution (16 -> 16 channels, 3x3, is 2,304 weights). Only the stems of RGB images
+#: (3 -> 16 or 64 channels: 432 or 1,728 weights) fall below, where ERK gives densities near 1 anyway.
+#: What no weight count captures is the work per weight, OH * OW * N: a sparse call has a fixed cost
+#: of about 0.5 ms (fwd + both gradients), so at batch 1-8 on maps of 8x8 or less a dense conv wins
+#: even at density 0.1 (64->64 at 8x8, batch 8: 1.4 vs 1.9 ms). "auto" assumes training batches.
+AUTO_MIN_WEIGHTS_CONV = 1 << 10
 
 
 def sparse_execution_supported(device: torch.device | str) -> bool:

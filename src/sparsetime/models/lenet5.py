@@ -22,13 +22,15 @@ class LeNet5(nn.Module):
         if out_h < 1 or out_w < 1:
             raise ValueError(f"lenet5 needs inputs of at least 12x12 pixels, got {height}x{width}")
         self.conv1 = nn.Conv2d(channels, 20, 5)
-        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.pool1 = nn.MaxPool2d(2)  # modules, not F.max_pool2d: sparse execution swaps them for
+        self.conv2 = nn.Conv2d(20, 50, 5)  # pools that keep its CHWN layout (sparsetime.nn.layout_pool)
+        self.pool2 = nn.MaxPool2d(2)
         self.fc3 = nn.Linear(50 * out_h * out_w, 500)
         self.fc4 = nn.Linear(500, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
         x = F.relu(self.fc3(torch.flatten(x, 1)))
         return self.fc4(x)
 

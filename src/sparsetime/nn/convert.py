@@ -5,7 +5,8 @@
 * :func:`dense_state_dict` -- a plain state_dict (``name.weight`` dense) loadable into the dense
   architecture, without building a dense model;
 * :func:`sparse_weights` / :func:`load_sparse_weights` -- weights as torch sparse tensors, and back;
-* :func:`replace_parameter` -- move an optimizer from a dense weight to a sparse module's values.
+* :func:`replace_parameter` -- move an optimizer from a dense weight to a sparse module's values;
+* :func:`stored_sparse_layers` -- which layers a saved state_dict holds as sparse modules.
 """
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ _DENSE_TYPES = (nn.Linear, nn.Conv2d)
 
 def _module_name(key: str) -> str:
     return key[: -len(".weight")] if key.endswith(".weight") else key
+
+
+def stored_sparse_layers(state_dict: Mapping[str, object]) -> frozenset[str]:
+    """Weight names (``"fc1.weight"``) of the sparse modules a model's ``state_dict()`` was saved with
+    (each stores ``weight_values``, ``row_ptr`` and ``col_idx``): the plan to pass as
+    ``DynamicSparsity(sparse_layers=...)`` so that the rebuilt model loads that state_dict."""
+    suffix = "weight_values"
+    return frozenset(key[: -len(suffix)] + "weight" for key in state_dict
+                     if key.endswith(suffix) and (key == suffix or key.endswith("." + suffix))
+                     and key[: -len(suffix)] + "row_ptr" in state_dict)
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:

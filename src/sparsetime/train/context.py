@@ -16,7 +16,9 @@ class SparsifierContext:
     training batches (on ``device``) for methods that score weights on data before training;
     it does not disturb the training data order; ``test_batches()`` the test set's batches (on
     ``device``, for methods that report an untrained accuracy). ``resuming`` is True when the state will be
-    overwritten from a checkpoint right away, so expensive initial scoring can be skipped."""
+    overwritten from a checkpoint right away, so expensive initial scoring can be skipped;
+    ``sparse_layers`` then names the layers that checkpoint stores as sparse modules (pass it to
+    ``DynamicSparsity(sparse_layers=...)``: the model must be rebuilt with the plan it was saved with)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -29,3 +31,4 @@ class SparsifierContext:
     train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     resuming: bool = False
     test_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    sparse_layers: frozenset[str] | None = None

@@ -97,7 +97,8 @@ def _build_dynamic(ctx: SparsifierContext) -> DynamicSparsity:
         update_interval=s.update_interval,
         total_steps=ctx.total_steps, stop_fraction=s.stop_fraction, dense_layers=s.dense_layers or None,
         dense_first=s.dense_first, dense_last=s.dense_last, sparse_init=s.sparse_init,
-        redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, execution=s.execution, **options,
+        redistribution=s.redistribution, seed=ctx.seed, initial_masks=initial, execution=s.execution,
+        sparse_layers=ctx.sparse_layers, **options,
     )
 
 
@@ -123,7 +124,8 @@ def _snfs_step_flops(f_sparse: float, f_dense: float, update_interval: int | Non
 #: ``DynamicSparsity`` keywords the factory fills from config fields and the run (not options)
 _FROM_CONFIG = {"model", "optimizer", "density", "distribution", "growth", "drop_fraction", "drop_schedule",
                 "min_drop_fraction", "update_interval", "total_steps", "stop_fraction", "dense_layers",
-                "dense_first", "dense_last", "sparse_init", "redistribution", "seed", "initial_masks", "execution"}
+                "dense_first", "dense_last", "sparse_init", "redistribution", "seed", "initial_masks", "execution",
+                "sparse_layers"}
 
 
 #: what ``sparsity.options`` may hold for a dynamic-sparsity method: the engine's other keywords

@@ -133,4 +133,5 @@ def static_sparsifier(ctx: SparsifierContext, masks: Masks, rescale: bool = Fals
     the surviving weights (on for masks found at initialisation, off for rewound or trained weights)."""
     return DynamicSparsity(ctx.model, ctx.optimizer, None, initial_masks=masks, update_interval=None,
                            sparse_init=rescale, seed=ctx.seed, execution=ctx.sparsity.execution,
+                           sparse_layers=ctx.sparse_layers,
                            **selection(ctx.sparsity))

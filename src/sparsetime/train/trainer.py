@@ -38,7 +38,7 @@ from torch import nn
 from sparsetime.core.protocol import missing_members
 
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import Config, config_hash
+from .config import Config, SparsityConfig, config_hash
 from .context import SparsifierContext
 from .device import resolve_device
 from .distributed import Distributed, rank_device
@@ -107,7 +107,7 @@ class Trainer:
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch, seed=config.seed, device=self.device, loss_fn=self.criterion,
             train_batches=lambda: self._train_batches(-1), resuming=checkpoint is not None,
-            test_batches=self._test_batches))
+            test_batches=self._test_batches, sparse_layers=_execution_plan(checkpoint, config.sparsity)))
         self.net = self.place.wrap(self.model, self.device)  # DDP over several ranks, after the sparsifier
         missing = missing_members(self.sparsifier)  # the protocol's members, looked up without evaluating any
         if missing:
@@ -363,6 +363,15 @@ def check_start_step(run: RunDir, trained_from: int, starts_at: int) -> None:
         raise ValueError(f"run {str(run.path)!r} was trained from step {trained_from}, but its config now starts at "
                          f"step {starts_at} (older versions fine-tuned lottery levels for all steps); delete the "
                          "directory to train it again")
+
+
+def _execution_plan(checkpoint: dict[str, Any] | None, sparsity: SparsityConfig) -> frozenset[str] | None:
+    """The layers a checkpoint stores as sparse modules, to rebuild the model as it was saved (the
+    execution="auto" rule may have changed since); None for a fresh run or a masked one."""
+    if checkpoint is None or sparsity.execution == "masked":
+        return None
+    from sparsetime.nn import stored_sparse_layers
+    return stored_sparse_layers(checkpoint["model"])
 
 
 def load_run_checkpoint(run: RunDir) -> dict[str, Any] | None:
