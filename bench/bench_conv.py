@@ -58,16 +58,21 @@ def load_kernels(path: Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # numba's on-disk cache re-imports the module by name
     spec.loader.exec_module(module)
-    return _Adapted(module)
+    return _Adapted(module, conv_module._conv_mod())
 
 
 class _Adapted:
-    """The kernels of an older module called with today's arguments (extra trailing ones dropped)."""
+    """The kernels of an older module called with today's arguments (extra trailing ones dropped);
+    helpers it does not have (e.g. a pattern decoding it did not need) come from today's module."""
 
-    def __init__(self, module) -> None:
-        self.module = module
+    def __init__(self, module, today) -> None:
+        self.module, self.today = module, today
 
     def __getattr__(self, name: str):
+        if not hasattr(self.module, name):
+            fn = getattr(self.today, name)
+            setattr(self, name, fn)
+            return fn
         fn = getattr(self.module, name)
         n_params = len(inspect.signature(getattr(fn, "py_func", fn)).parameters)
         adapted = lambda *args: fn(*args[:n_params])  # noqa: E731

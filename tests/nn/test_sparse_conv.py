@@ -163,3 +163,50 @@ def test_in_place_relu_may_follow_sparse_layers(backend):
     yd.sum().backward()
     torch.testing.assert_close(sparse[0].weight_values.grad, dense[0].weight.grad.reshape(-1))
     torch.testing.assert_close(sparse[3].weight_values.grad, dense[3].weight.grad.reshape(-1))
+
+
+def _layer_and_twin(seed=0):
+    """A 64->64 3x3 layer at density 0.25 (a ResNet-18 first stage under ERK) and its dense twin."""
+    gen = torch.Generator().manual_seed(seed)
+    layer = SparseConv2d(64, 64, 3, 0.25, padding=1, generator=gen).double()
+    dense = nn.Conv2d(64, 64, 3, padding=1).double()
+    with torch.no_grad():
+        dense.weight.copy_(layer.to_dense().view_as(dense.weight))
+        dense.bias.copy_(layer.bias)
+    return layer, dense
+
+
+@pytest.mark.skipif(not __import__("sparsetime").kernels.numba_available(), reason="needs numba")
+def test_one_image_at_a_time_takes_the_dense_path_and_a_batch_the_sparse_kernels(monkeypatch):
+    """Batch 1 on a 32x32 map (inference one image at a time): the sparse kernels' cost per
+    (nonzero, output row) outweighs what they save, so the call scatters the values into a dense
+    weight (``F.conv2d``); batch 64 runs the kernels. Both equal dense autograd, and
+    RigL's captured tensors are the same on either path."""
+    from sparsetime.kernels import conv as conv_module
+    from sparsetime.kernels.heuristics import dense_conv_call_faster
+
+    layer, dense = _layer_and_twin()
+    layer.capture_gradient_inputs(True)
+    assert dense_conv_call_faster(layer.nnz, (64, 64, 3, 3), (1, 64, 32, 32), (32, 32), False)
+    assert not dense_conv_call_faster(layer.nnz, (64, 64, 3, 3), (64, 64, 32, 32), (32, 32), True)
+    captured = {}
+    for batch, dense_path in ((1, True), (64, False)):
+        for small_calls_dense in (True, False):
+            monkeypatch.setattr(conv_module, "DENSE_SMALL_CALLS", small_calls_dense)
+            x = torch.randn(batch, 64, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(batch))
+            xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+            layer.zero_grad(set_to_none=True)
+            dense.zero_grad(set_to_none=True)
+            y, yd = layer(xs), dense(xd)
+            took_dense = dense_path and small_calls_dense
+            assert (type(y.grad_fn).__name__ == "SparseConv2dFunctionBackward") != took_dense
+            gy = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(7))
+            y.backward(gy)
+            yd.backward(gy)
+            torch.testing.assert_close(y, yd)
+            torch.testing.assert_close(xs.grad, xd.grad)
+            torch.testing.assert_close(layer.weight_values.grad, dense.weight.grad.reshape(-1)[layer.flat_indices()])
+            torch.testing.assert_close(layer.bias.grad, dense.bias.grad)
+            captured[batch, small_calls_dense] = {k: v.clone() for k, v in layer._sink.items()}
+        for key in ("xc", "gyc"):
+            torch.testing.assert_close(captured[batch, True][key], captured[batch, False][key])

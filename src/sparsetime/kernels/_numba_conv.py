@@ -113,48 +113,76 @@ def _dot_cols(src, s0, other, d0, c0, c1, sw, N):  # pragma: no cover - compiled
     return s
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def decode_pattern(col, KH, KW, chan, kyx):  # pragma: no cover - compiled
+    """Split each column index c * KH * KW + ky * KW + kx into ``chan`` = c and ``kyx`` =
+    ky * 65536 + kx, once per call: the row gathers below then run without integer divisions,
+    which cost more than the multiply-adds on small maps and batches (one gather per nonzero
+    and output row)."""
+    k2 = KH * KW
+    for p in prange(col.shape[0]):
+        cc = col[p]
+        c = cc // k2
+        r = cc - c * k2
+        ky = r // KW
+        chan[p] = c
+        kyx[p] = ky * 65536 + (r - ky * KW)
+
+
 @njit(cache=True, inline="always")
-def _gather_row(col, p0, p1, c_end, oy, KH, KW, H, W, N, OW, sh, sw, ph, pw, dh, dw, idx, base, lo,
+def _gather_row(chan, kyx, p0, p1, c_end, oy, H, WN, N, sh, ph, pw, dh, dw, col_lo, col_hi, idx, base, lo,
                 hi):  # pragma: no cover - compiled
     """The nonzeros p0.. of a weight row with input channel < ``c_end`` that reach output row ``oy``:
     their index, the offset in x of output column 0 (``base``, may point before the row: only
-    [lo, hi) is read) and their column range. Returns (count, the first nonzero not taken)."""
-    k2 = KH * KW
+    [lo, hi) is read) and their column range (``col_lo/hi[kx]``, from :func:`_out_range`).
+    Returns (count, the first nonzero not taken)."""
     m = 0
     p = p0
     while p < p1:
-        cc = col[p]
-        c = cc // k2
+        c = chan[p]
         if c >= c_end:
             break
-        r = cc - c * k2
-        ky = r // KW
-        kx = r - ky * KW
+        k = kyx[p]
+        ky = k >> 16
+        kx = k & 65535
         iy = oy * sh + ky * dh - ph
         p += 1
         if iy < 0 or iy >= H:
             continue
-        ox0, ox1 = _out_range(kx, dw, pw, sw, W, OW)
+        ox0 = col_lo[kx]
+        ox1 = col_hi[kx]
         if ox0 >= ox1:
             continue
         idx[m] = p - 1
-        base[m] = (c * H + iy) * W * N + (kx * dw - pw) * N
+        base[m] = (c * H + iy) * WN + (kx * dw - pw) * N
         lo[m] = ox0
         hi[m] = ox1
         m += 1
     return m, p
 
 
+@njit(cache=True, inline="always")
+def _column_ranges(KW, dw, pw, sw, W, OW):  # pragma: no cover - compiled
+    """[lo[kx], hi[kx]) of output columns that kernel column kx reaches, for every kx."""
+    lo = np.empty(KW, dtype=np.int64)
+    hi = np.empty(KW, dtype=np.int64)
+    for kx in range(KW):
+        lo[kx], hi[kx] = _out_range(kx, dw, pw, sw, W, OW)
+    return lo, hi
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def conv2d_fwd(row_ptr, col, val, x, y, bias, has_bias, C, H, W, N, OH, OW, KH, KW,
-               sh, sw, ph, pw, dh, dw, cblock):  # pragma: no cover - compiled
+               sh, sw, ph, pw, dh, dw, cblock, chan, kyx):  # pragma: no cover - compiled
     """y[o, oy, ox, :] = bias[o] + sum over nonzeros (o, c, ky, kx) of v * x[c, iy, ix, :].
 
     Input channels are taken ``cblock`` at a time (their rows then stay in L2 while every output
-    channel reads them), each output row visited once per block."""
+    channel reads them), each output row visited once per block. ``chan``, ``kyx``: ``col`` decoded
+    by :func:`decode_pattern`."""
     n_out = row_ptr.shape[0] - 1
     row_len = OW * N
     width = max(1, _max_row(row_ptr))
+    col_lo, col_hi = _column_ranges(KW, dw, pw, sw, W, OW)
     for oy in prange(OH):
         idx = np.empty(width, dtype=np.int64)
         base = np.empty(width, dtype=np.int64)
@@ -168,8 +196,8 @@ def conv2d_fwd(row_ptr, col, val, x, y, bias, has_bias, C, H, W, N, OH, OW, KH, 
         for cb in range(0, C, cblock):
             for o in range(n_out):
                 yoff = (o * OH + oy) * row_len
-                m, cursor[o] = _gather_row(col, cursor[o], row_ptr[o + 1], cb + cblock, oy, KH, KW, H, W, N, OW,
-                                           sh, sw, ph, pw, dh, dw, idx, base, lo, hi)
+                m, cursor[o] = _gather_row(chan, kyx, cursor[o], row_ptr[o + 1], cb + cblock, oy, H, W * N, N,
+                                           sh, ph, pw, dh, dw, col_lo, col_hi, idx, base, lo, hi)
                 i = 0
                 while i + 4 <= m:
                     c0 = max(max(lo[i], lo[i + 1]), max(lo[i + 2], lo[i + 3]))
@@ -235,13 +263,14 @@ def conv2d_grad_input(t_row_ptr, t_col, vt, gy, gx, C, H, W, N, OH, OW, KH, KW,
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def conv2d_grad_weight(row_ptr, col, x, gy, gw, C, H, W, N, OH, OW, KH, KW,
-                       sh, sw, ph, pw, dh, dw, threads, cblock):  # pragma: no cover - compiled
+                       sh, sw, ph, pw, dh, dw, threads, cblock, chan, kyx):  # pragma: no cover - compiled
     """gw[p] = sum over oy, ox, n of gy[o, oy, ox, n] * x[c, iy, ix, n] for nonzero p = (o, c, ky, kx).
 
     Output rows are split into ``min(threads, OH)`` parts with private partial sums; input channels
-    are taken ``cblock`` at a time, as in :func:`conv2d_fwd`."""
+    are taken ``cblock`` at a time, as in :func:`conv2d_fwd` (``chan``, ``kyx`` as there)."""
     n_out = row_ptr.shape[0] - 1
     nnz = col.shape[0]
+    col_lo, col_hi = _column_ranges(KW, dw, pw, sw, W, OW)
     row_len = OW * N
     zero = gw.dtype.type(0)
     parts = max(1, min(threads, OH))
@@ -259,8 +288,8 @@ def conv2d_grad_weight(row_ptr, col, x, gy, gw, C, H, W, N, OH, OW, KH, KW,
             for cb in range(0, C, cblock):
                 for o in range(n_out):
                     yoff = (o * OH + oy) * row_len
-                    m, cursor[o] = _gather_row(col, cursor[o], row_ptr[o + 1], cb + cblock, oy, KH, KW, H, W, N,
-                                               OW, sh, sw, ph, pw, dh, dw, idx, base, lo, hi)
+                    m, cursor[o] = _gather_row(chan, kyx, cursor[o], row_ptr[o + 1], cb + cblock, oy, H, W * N, N,
+                                               sh, ph, pw, dh, dw, col_lo, col_hi, idx, base, lo, hi)
                     i = 0
                     while i + 4 <= m:
                         c0 = max(max(lo[i], lo[i + 1]), max(lo[i + 2], lo[i + 3]))

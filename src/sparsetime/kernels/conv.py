@@ -6,6 +6,8 @@ input gradient and weight gradient sampled on the pattern; activations are kept 
 consecutive sparse convolutions (with element-wise ops between) exchange tensors without copies.
 Without numba (or off CPU) the fallback scatters the values into a dense weight and calls
 ``F.conv2d``: correct everywhere, but not faster than dense (im2col + CSR was measured slower).
+The same path serves the calls that it runs faster than the kernels (:data:`DENSE_SMALL_CALLS`):
+small batches on small maps, such as inference one image at a time.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 
 from .backend import numba_kernels, resolve_backend, sync_threads
 from .csr import CSRPattern, flat_indices
+from .heuristics import dense_conv_call_faster
 from .layout import own, to_chwn
 
 
@@ -57,9 +60,25 @@ def channel_block(kh: int, width: int, batch: int, itemsize: int, channels: int,
     return min(channels, fit)
 
 
+#: whether calls with backend None / "auto" take the dense-scatter path where
+#: :func:`~sparsetime.kernels.heuristics.dense_conv_call_faster` says it is faster (small batches on
+#: small maps); the results agree to float rounding. False: numba whenever it can run.
+DENSE_SMALL_CALLS = True
+
+
 def _conv_mod():
     from . import _numba_conv
     return _numba_conv
+
+
+def _decoded(kernels, col_idx: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``col_idx`` split into input channel and ky * 65536 + kx (int32 each), for the kernels."""
+    if kh >= 32768 or kw >= 65536:
+        raise ValueError(f"kernel size {kh}x{kw} is too large for the sparse convolution kernels (< 32768 x 65536)")
+    chan = torch.empty_like(col_idx, dtype=torch.int32)
+    kyx = torch.empty_like(col_idx, dtype=torch.int32)
+    kernels.decode_pattern(col_idx.numpy(), kh, kw, chan.numpy(), kyx.numpy())
+    return chan, kyx
 
 
 class SparseConv2dFunction(torch.autograd.Function):
@@ -81,9 +100,11 @@ class SparseConv2dFunction(torch.autograd.Function):
             xc.numpy().dtype)
         dims = (c_in, h, w, n, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         ctx.cblock = channel_block(kh, w, n, xc.element_size(), c_in, col_idx.numel() / max(1, n_out * c_in))
+        chan, kyx = _decoded(k, col_idx, kh, kw)
         k.conv2d_fwd(row_ptr.numpy(), col_idx.numpy(), values.detach().contiguous().numpy(),
-                     xc.view(-1).numpy(), y.view(-1).numpy(), b, bias is not None, *dims, ctx.cblock)
-        ctx.save_for_backward(xc, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm)
+                     xc.view(-1).numpy(), y.view(-1).numpy(), b, bias is not None, *dims, ctx.cblock,
+                     chan.numpy(), kyx.numpy())
+        ctx.save_for_backward(xc, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm, chan, kyx)
         ctx.dims, ctx.has_bias, ctx.sink = dims, bias is not None, sink
         return own(y.permute(3, 0, 1, 2))  # not a view: in-place ops (ReLU(inplace=True)) may follow
 
@@ -91,7 +112,7 @@ class SparseConv2dFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
         k = _conv_mod()
-        xc, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm = ctx.saved_tensors
+        xc, values, row_ptr, col_idx, t_row_ptr, t_col_idx, t_perm, chan, kyx = ctx.saved_tensors
         c_in, h, w, n, oh, ow = ctx.dims[:6]
         gyc = _chwn(gy).to(xc.dtype)
         if ctx.sink is not None:
@@ -109,7 +130,8 @@ class SparseConv2dFunction(torch.autograd.Function):
             import numba
 
             k.conv2d_grad_weight(row_ptr.numpy(), col_idx.numpy(), xc.view(-1).numpy(),
-                                 gyc.view(-1).numpy(), gv.numpy(), *ctx.dims, numba.get_num_threads(), ctx.cblock)
+                                 gyc.view(-1).numpy(), gv.numpy(), *ctx.dims, numba.get_num_threads(), ctx.cblock,
+                                 chan.numpy(), kyx.numpy())
             gv = gv.to(values.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gyc.sum((1, 2, 3))
@@ -124,7 +146,8 @@ def sparse_conv2d(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
     """``F.conv2d(x, W, bias, stride, padding, dilation)`` for a sparse W given as CSR values.
 
     ``x``: (N, C, H, W). ``backend`` None: numba when available and x is a CPU float32/64
-    tensor, else the dense-scatter torch fallback. ``sink``: as in :func:`sparse_linear`
+    tensor, else the dense-scatter torch fallback, which also serves the calls where it is faster
+    (see :data:`DENSE_SMALL_CALLS`). ``sink``: as in :func:`sparse_linear`
     (stores ``"xc"`` and ``"gyc"`` in CHWN layout for RigL growth, on both paths).
     """
     if len(weight_shape) != 4:
@@ -144,6 +167,12 @@ def sparse_conv2d(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
     if backend == "numba" and auto != "numba":
         raise ValueError("backend 'numba' needs numba installed and enabled, CPU tensors and "
                          "float32/float64 data; allowed here: 'torch' or None (auto)")
+    if auto == "numba" and backend in (None, "auto") and DENSE_SMALL_CALLS:
+        (sh, sw), (ph, pw), (dh, dw) = geometry
+        out_hw = (out_size(x.shape[2], weight_shape[2], sh, ph, dh), out_size(x.shape[3], weight_shape[3], sw, pw, dw))
+        chwn = x.permute(1, 2, 3, 0).is_contiguous() and not x.is_contiguous()
+        if dense_conv_call_faster(pattern.nnz, weight_shape, x.shape, out_hw, chwn):
+            auto = "torch"
     if backend == "torch" or auto == "torch":
         flat = flat_indices(pattern.row_ptr, pattern.col_idx, pattern.shape[1])
         dense = values.new_zeros(pattern.shape[0] * pattern.shape[1]).index_put((flat,), values)

@@ -73,3 +73,39 @@ def prefer_sparse(weight_shape: Sequence[int], density: float, device: torch.dev
         return False
     limit = AUTO_MAX_DENSITY if numba_available() else AUTO_MAX_DENSITY / 3
     return density <= limit
+
+
+#: Per-call cost model of the numba sparse convolution against its dense-scatter path (forward;
+#: the gradients scale alike), fitted on a 2-core Zen 2 with 2 threads (ResNet-18 layers at ERK
+#: densities, batch 1-64, eval): sparse ~ NS_PER_ROW_NONZERO * nnz * OH (gathering a weight row's
+#: nonzeros for each output row) + NS_PER_SPARSE_MAC * nnz * OH * OW * N; dense ~ NS_PER_WEIGHT *
+#: weights (scattering the values into a dense weight, which oneDNN then reorders) +
+#: NS_PER_DENSE_MAC * weights * OH * OW * N + NS_PER_DENSE_CALL, plus NS_PER_CHWN_ELEMENT per input
+#: element when the input comes in the sparse layers' CHWN memory (a dense conv reorders it).
+NS_PER_ROW_NONZERO = 11.0
+NS_PER_SPARSE_MAC = 0.04
+NS_PER_WEIGHT = 1.4
+NS_PER_DENSE_MAC = 0.012
+NS_PER_DENSE_CALL = 300_000.0
+NS_PER_CHWN_ELEMENT = 10.0
+#: the dense path is taken only when the model says it is this many times faster, so that calls
+#: near the break-even point (where the fit is least sure) keep the sparse kernels
+DENSE_CALL_MARGIN = 1.5
+
+
+def dense_conv_call_faster(nnz: int, weight_shape: Sequence[int], input_shape: Sequence[int],
+                           out_hw: tuple[int, int], input_chwn: bool) -> bool:
+    """Whether one call of a sparse convolution is better served by its dense-scatter path
+    (``F.conv2d`` on the values scattered into a dense weight): small batches on small maps, e.g.
+    inference one image at a time, where the sparse kernels' cost per (nonzero, output row)
+    outweighs the multiply-adds they save. Measured here (forward, 2 threads, batch 1): 64->64
+    at 32x32, density 0.23: 3.2 ms sparse, 0.85 ms dense; 128->128 at 16x16, 0.11: 3.1 vs 1.0 ms;
+    at batch 32 and up sparse wins on every ResNet-18 layer (and by far in training at batch 128)."""
+    oh, ow = out_hw
+    batch = int(input_shape[0])
+    weights = math.prod(int(s) for s in weight_shape)
+    sparse = NS_PER_ROW_NONZERO * nnz * oh + NS_PER_SPARSE_MAC * nnz * oh * ow * batch
+    dense = NS_PER_WEIGHT * weights + NS_PER_DENSE_MAC * weights * oh * ow * batch + NS_PER_DENSE_CALL
+    if input_chwn and batch > 1:
+        dense += NS_PER_CHWN_ELEMENT * math.prod(int(s) for s in input_shape)
+    return dense * DENSE_CALL_MARGIN < sparse
