@@ -10,7 +10,11 @@ SGD (momentum 0.9, weight decay 5e-4) and ``sparsifier.step()``. Topology update
 update cost, which layers run sparse, and dense / sparse ratios.
 
     python bench/bench_cnn.py [--model resnet18|vgg16|wrn22_2|lenet5|both|all] [--steps 6] [--batch 128] [--threads 2]
-        [--density 0.05] [--execution sparse|auto|masked] [--allocator retain|system]
+        [--density 0.05] [--execution sparse|auto|masked] [--allocator retain|system] [--eval 1,8,32,128]
+
+``--eval 1,8,32`` times inference instead (eval mode, no gradients; ``--steps`` repetitions, at
+least 5) at those batch sizes: a sparse convolution serves small batches on small maps through its
+dense path (``sparsetime.kernels.heuristics.dense_conv_call_faster``).
 
 ``--allocator retain`` (the default) keeps freed memory for reuse as the trainer does
 (:mod:`sparsetime.train.allocator`); ``system`` leaves glibc's malloc as it is, whose fresh mmap
@@ -52,6 +56,32 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     if sparsifier is not None:
         sparsifier.step()
     return time.perf_counter() - t0
+
+
+def measure_eval(name: str, density: float, batches: list[int], reps: int, execution: str) -> None:
+    """Inference (eval mode, no gradients) of the dense model and its sparse twin, interleaved, per batch size."""
+    torch.manual_seed(0)
+    dense = build_model(name, INPUT_SHAPE[name], 10).eval()
+    torch.manual_seed(0)
+    sparse = build_model(name, INPUT_SHAPE[name], 10)
+    st.DynamicSparsity(sparse, torch.optim.SGD(sparse.parameters(), lr=0.1), density=density, distribution="erk",
+                       update_interval=None, execution=execution)
+    sparse.eval()
+    gen = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = torch.randn(batch, *INPUT_SHAPE[name], generator=gen)
+        times: dict[str, list[float]] = {"dense": [], "sparse": []}
+        with torch.no_grad():
+            for _ in range(2):  # warm-up
+                dense(x), sparse(x)
+            for _ in range(reps):
+                for key, model in (("dense", dense), ("sparse", sparse)):
+                    t0 = time.perf_counter()
+                    model(x)
+                    times[key].append(time.perf_counter() - t0)
+        d, s = statistics.median(times["dense"]), statistics.median(times["sparse"])
+        print(f"{name}, density {density:g}, eval batch {batch}, execution {execution}: dense {d * 1e3:.1f} ms | "
+              f"sparse {s * 1e3:.1f} ms | **{d / s:.2f}x**")
 
 
 def measure(name: str, density: float, batch: int, steps: int, every: int, delta_t: int, execution: str) -> None:
@@ -103,6 +133,8 @@ def main() -> None:
     ap.add_argument("--execution", choices=["sparse", "auto", "masked"], default="auto")
     ap.add_argument("--allocator", choices=list(ALLOWED), default="retain",
                     help="retain: freed memory kept for reuse, as the trainer does; system: glibc's malloc as is")
+    ap.add_argument("--eval", metavar="BATCHES",
+                    help="time inference instead, at these comma-separated batch sizes (e.g. 1,8,32,128)")
     args = ap.parse_args()
     os.environ[ENV_VAR] = args.allocator
     retained = retain_freed_memory()
@@ -111,8 +143,11 @@ def main() -> None:
           f"(freed memory kept: {retained})")
     names = {"both": ["resnet18", "vgg16"], "all": list(INPUT_SHAPE)}.get(args.model, [args.model])
     for name in names:
-        measure(name, args.density or DEFAULT_DENSITY[name], args.batch, args.steps, args.every, args.delta_t,
-                args.execution)
+        density = args.density or DEFAULT_DENSITY[name]
+        if args.eval:
+            measure_eval(name, density, [int(b) for b in args.eval.split(",")], max(args.steps, 5), args.execution)
+        else:
+            measure(name, density, args.batch, args.steps, args.every, args.delta_t, args.execution)
 
 
 if __name__ == "__main__":
