@@ -58,12 +58,18 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torc
     return time.perf_counter() - t0
 
 
+def _twins(name: str) -> tuple[nn.Module, nn.Module]:
+    """The model twice, from the same seed (one stays dense, the other gets the sparsifier)."""
+    torch.manual_seed(0)
+    dense = build_model(name, INPUT_SHAPE[name], 10)
+    torch.manual_seed(0)
+    return dense, build_model(name, INPUT_SHAPE[name], 10)
+
+
 def measure_eval(name: str, density: float, batches: list[int], reps: int, execution: str) -> None:
     """Inference (eval mode, no gradients) of the dense model and its sparse twin, interleaved, per batch size."""
-    torch.manual_seed(0)
-    dense = build_model(name, INPUT_SHAPE[name], 10).eval()
-    torch.manual_seed(0)
-    sparse = build_model(name, INPUT_SHAPE[name], 10)
+    dense, sparse = _twins(name)
+    dense.eval()
     st.DynamicSparsity(sparse, torch.optim.SGD(sparse.parameters(), lr=0.1), density=density, distribution="erk",
                        update_interval=None, execution=execution)
     sparse.eval()
@@ -85,10 +91,7 @@ def measure_eval(name: str, density: float, batches: list[int], reps: int, execu
 
 
 def measure(name: str, density: float, batch: int, steps: int, every: int, delta_t: int, execution: str) -> None:
-    torch.manual_seed(0)
-    dense = build_model(name, INPUT_SHAPE[name], 10)
-    torch.manual_seed(0)
-    sparse = build_model(name, INPUT_SHAPE[name], 10)
+    dense, sparse = _twins(name)
     opt_dense = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     opt_sparse = torch.optim.SGD(sparse.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     sp = st.DynamicSparsity(sparse, opt_sparse, density=density, distribution="erk", growth="random",

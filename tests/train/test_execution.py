@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,9 +55,8 @@ def test_sparse_run_matches_masked_run_and_stores_no_dense_weights(tmp_path):
     assert all(torch.equal(masks_s[n], masks_m[n]) for n in masks_m)
 
 
-def test_sparse_run_resumes_bit_identically(tmp_path, monkeypatch):
-    extra = ["epochs=3", "sparsity.execution=sparse", "sparsity.update_interval=2"]
-    reference = train(tiny(tmp_path / "a", *extra))
+def _killed_in_second_epoch(config, monkeypatch):
+    """Train ``config`` until Ctrl-C arrives at the start of its second epoch; returns the run directory."""
     original = trainer_module.Trainer._train_epoch
     calls = {"n": 0}
 
@@ -66,11 +66,17 @@ def test_sparse_run_resumes_bit_identically(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         original(self)
 
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny(tmp_path / "b", *extra))
-    monkeypatch.undo()
-    run = next((tmp_path / "b").iterdir())
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer_module.Trainer, "_train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(config)
+    return next(Path(config.output_dir).iterdir())
+
+
+def test_sparse_run_resumes_bit_identically(tmp_path, monkeypatch):
+    extra = ["epochs=3", "sparsity.execution=sparse", "sparsity.update_interval=2"]
+    reference = train(tiny(tmp_path / "a", *extra))
+    run = _killed_in_second_epoch(tiny(tmp_path / "b", *extra), monkeypatch)
     resumed = resume(run)
     assert _plain(resumed.summary) == _plain(reference.summary)
     mine = [_plain(json.loads(x)) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -85,33 +91,21 @@ def test_an_auto_run_resumes_on_the_plan_its_checkpoint_was_written_with(tmp_pat
     # rule keeps this small MLP masked; the other rule stands for a version that picks every layer)
     from sparsetime.nn import SparseExecution, stored_sparse_layers
 
-    def every_layer_sparse() -> None:
-        monkeypatch.setattr(SparseExecution, "prefers", lambda self, shape, density, device: True)
+    def every_layer_sparse(patch) -> None:
+        patch.setattr(SparseExecution, "prefers", lambda self, shape, density, device: True)
 
     extra = ["epochs=3", "sparsity.update_interval=2"]
-    if rule_when_written == "every layer sparse":
-        every_layer_sparse()
-    reference = train(tiny(tmp_path / "a", *extra))
-    original = trainer_module.Trainer._train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny(tmp_path / "b", *extra))
-    monkeypatch.undo()
-    run = next((tmp_path / "b").iterdir())
+    with monkeypatch.context() as rule:
+        if rule_when_written == "every layer sparse":
+            every_layer_sparse(rule)
+        reference = train(tiny(tmp_path / "a", *extra))
+        run = _killed_in_second_epoch(tiny(tmp_path / "b", *extra), monkeypatch)
     written = stored_sparse_layers(load_checkpoint(run / "checkpoint.pt")["model"])
     if rule_when_written == "every layer sparse":
         assert written == {"layers.0.weight", "layers.1.weight", "layers.2.weight"}
     else:
         assert written == set()
-        every_layer_sparse()  # the rule changed between the kill and the resume
+        every_layer_sparse(monkeypatch)  # the rule changed between the kill and the resume
     resumed = resume(run)
     assert _plain(resumed.summary) == _plain(reference.summary)
     assert stored_sparse_layers(load_checkpoint(run / "checkpoint.pt")["model"]) == written
